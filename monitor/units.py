@@ -150,6 +150,9 @@ class UnitTree:
             return versions[-1]
         return next((u for u in versions if u.valid_on(day)), None)
 
+    def versions_of(self, code: str) -> list[Unit]:
+        return self._by_code.get(code, [])
+
     def valid_on(self, day: date) -> list[Unit]:
         return [u for u in self.versions if u.valid_on(day)]
 

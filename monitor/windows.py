@@ -4,20 +4,21 @@ Spelled in config and rule files as ``month``, ``previous_month``, ``quarter``,
 ``ytd``, ``rolling_<N>d`` or ``latest``. A window resolves, for an as-of instant,
 to a half-open UTC interval; flows are summed over the periods that lie wholly
 inside it, stocks take their latest value inside it. Rolling windows are exact
-only on sources that report daily.
+only on sources that report daily. ``latest`` looks back at most
+``LATEST_LOOKBACK_DAYS``: a value older than that is not "the latest", it is gone.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from monitor.timeutil import add_months, local_date, local_midnight
 
 _ROLLING = re.compile(r"^rolling_(\d{1,4})d$")
 _NAMED = ("month", "previous_month", "quarter", "ytd", "latest")
-BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_LOOKBACK_DAYS = 400
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Window:
             jan = today.replace(month=1, day=1)
             return local_midnight(jan, tz), local_midnight(add_months(jan, 12), tz)
         if self.spec == "latest":
-            return BEGINNING, local_midnight(today + timedelta(days=1), tz)
+            return (local_midnight(today - timedelta(days=LATEST_LOOKBACK_DAYS), tz),
+                    local_midnight(today + timedelta(days=1), tz))
         days = int(_ROLLING.match(self.spec).group(1))  # type: ignore[union-attr]
         return (local_midnight(today - timedelta(days=days - 1), tz),
                 local_midnight(today + timedelta(days=1), tz))

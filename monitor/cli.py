@@ -1,0 +1,240 @@
+"""``egovmon``: the command line. Exit codes: 0 ok, 1 failure, 2 bad usage or bad
+config (with a message naming the file, line and field)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from monitor import __version__
+from monitor.config import DEFAULT_LISTEN, Config, load_config
+from monitor.errors import ConfigError
+
+app = typer.Typer(help="egov-kpi-monitor: e-government KPIs per unit, against official targets.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+class State:
+    config_path: Path = Path("monitor.yaml")
+
+
+state = State()
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path, typer.Option("-c", "--config", help="Configuration file.",
+                                         envvar="EGOVMON_CONFIG")] = Path("monitor.yaml"),
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+    state.config_path = config
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _load() -> Config:
+    try:
+        return load_config(state.config_path)
+    except ConfigError as exc:
+        raise _fail(f"configuration is not valid:\n{exc}", 2) from None
+
+
+def _service(config: Config) -> Any:
+    from monitor.service import MonitorService
+
+    try:
+        service = MonitorService(config)
+    except ConfigError as exc:
+        raise _fail(f"configuration is not valid:\n{exc}", 2) from None
+    service.prepare()
+    return service
+
+
+# ---------------------------------------------------------------------------- commands
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path("var/demo"),
+    listen: Annotated[str, typer.Option(help="HOST:PORT of the HTTP listener.")] = DEFAULT_LISTEN,
+    once: Annotated[bool, typer.Option(help="Run one complete cycle, then exit.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated province.")] = 2025,
+) -> None:
+    """Everything on the embedded default: simulated province, SQLite, SMTP sink, /metrics."""
+    from monitor.demo import DemoOptions, run_demo
+
+    try:
+        code = asyncio.run(run_demo(DemoOptions(data_dir, listen, once, seed)))
+    except ConfigError as exc:
+        raise _fail(f"demo configuration is not valid:\n{exc}", 2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def run() -> None:
+    """Run the service: scheduler, collectors, /metrics, until SIGINT/SIGTERM."""
+    from monitor.daemon import serve
+
+    service = _service(_load())
+
+    async def main() -> int:
+        await service.refresh_kpis()
+        return await serve(service, sys.stdout)
+
+    try:
+        raise typer.Exit(asyncio.run(main()))
+    finally:
+        service.close()
+
+
+def _parse_span(text: str) -> tuple[date, date]:
+    try:
+        first, _, last = text.partition("..")
+        return date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise typer.BadParameter(f"write FROM..TO as dates, e.g. 2024-01-01..2024-12-31, got: {text!r}") from None
+
+
+@app.command()
+def collect(
+    source: Annotated[str | None, typer.Option(help="Only this source id.")] = None,
+    backfill: Annotated[str | None, typer.Option(help="Re-read FROM..TO (dates), e.g. 2024-01-01..2024-12-31.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Read and validate, store nothing.")] = False,
+) -> None:
+    """Collect now, once, and print what was read and rejected."""
+    from monitor.progress import ProgressPrinter
+
+    span = _parse_span(backfill) if backfill else None
+    if span and span[0] > span[1]:
+        raise _fail(f"--backfill: FROM {span[0]} is after TO {span[1]}", 2)
+    config = _load()
+    if source is not None:
+        try:
+            config.source(source)
+        except KeyError as exc:
+            raise _fail(str(exc.args[0]), 2) from None
+    service = _service(config)
+    progress = ProgressPrinter()
+
+    async def main() -> list[Any]:
+        ids = [source] if source else [s.id for s in config.sources if s.enabled]
+        results = await asyncio.gather(*(service.runner.collect(i, backfill=span, dry_run=dry_run,
+                                                                progress=progress) for i in ids))
+        if not dry_run:
+            await asyncio.to_thread(service.runner.write_registry)
+        return list(results)
+
+    try:
+        summaries = asyncio.run(main())
+    finally:
+        progress.finish()
+        service.close()
+    for s in summaries:
+        state_text = "ok" if s.ok else f"FAILED ({s.reason}): {s.error}"
+        typer.echo(f"{s.source:<14} {s.periods:>4} periods {s.observations:>8} observations "
+                   f"{s.rejections:>5} rejected  {state_text}{'  (dry run: nothing stored)' if dry_run else ''}")
+        for reason, count in sorted(s.rejected_by_reason.items()):
+            typer.echo(f"{'':<14} rejected {count} × {reason}")
+    raise typer.Exit(0 if all(s.ok for s in summaries) else 1)
+
+
+@app.command()
+def evaluate(
+    as_of: Annotated[str | None, typer.Option(help="Date (YYYY-MM-DD, province's calendar); default now.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit code; default the province (root units).")] = None,
+    window: Annotated[list[str] | None, typer.Option(help="Window(s), e.g. month, ytd, rolling_30d.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Compute KPIs from stored observations and print them."""
+    from monitor.windows import Window
+
+    config = _load()
+    service = _service(config)
+    try:
+        instant = datetime.now(UTC)
+        if as_of:
+            try:
+                day = date.fromisoformat(as_of)
+            except ValueError:
+                raise _fail(f"--as-of: not a date (YYYY-MM-DD): {as_of!r}", 2) from None
+            instant = datetime.combine(day, time(23, 59, 59), config.tz).astimezone(UTC)
+        try:
+            windows = [Window.parse(w) for w in (window or list(config.exporter.windows))]
+        except ValueError as exc:
+            raise _fail(f"--window: {exc}", 2) from None
+        if unit is not None and unit not in service.units:
+            raise _fail(f"--unit: no unit {unit!r} in {config.units.file}", 2)
+        day = instant.astimezone(config.tz).date()
+        targets = [unit] if unit else [u.code for u in service.units.valid_on(day) if u.parent is None]
+        values = service.kpis.compute(instant, windows, units=targets)
+    finally:
+        service.close()
+    for v in values:
+        if as_json:
+            typer.echo(json.dumps({"kpi": v.kpi, "unit": v.unit, "window": v.window, "value": v.value,
+                                   "numerator": v.numerator, "denominator": v.denominator,
+                                   "units_reporting": v.units_reporting}, ensure_ascii=False))
+        else:
+            shown = "   no data" if v.value is None else f"{100 * v.value:9.2f}%"
+            typer.echo(f"{v.unit:<15} {v.window:<12} {v.kpi:<45} {shown}  "
+                       f"({v.numerator:g}/{v.denominator:g}, {v.units_reporting} units)")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate the config, the units file and the catalog; report every problem."""
+    from monitor.catalog import load_catalog
+    from monitor.units import load_units
+
+    config = _load()
+    problems: list[str] = []
+    counts = {}
+    try:
+        counts["units"] = len(load_units(config.units.file).codes)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        counts["kpis"] = len(load_catalog(config.catalog.file).kpis)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise _fail("configuration is not valid:\n" + "\n".join(problems), 2)
+    typer.echo(f"{state.config_path}: ok — {len(config.sources)} sources, {counts['units']} units, "
+               f"{counts['kpis']} KPIs")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest revision."""
+    from monitor.storage import create_engine_for, upgrade_database
+
+    config = _load()
+    engine = create_engine_for(config.database.url)
+    try:
+        revision = upgrade_database(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at revision {revision}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,321 @@
+"""``monitor.yaml``: read once, validated, frozen.
+
+This is the only module that reads the process environment (for ``${ENV}``
+interpolation). Secrets come either inline (usually as ``${ENV}``) or from a
+file named by the sibling ``*_file`` key; they are kept as ``SecretStr`` so they
+never appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Mapping
+from datetime import date, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.errors import ConfigError, Problem
+from monitor.timeutil import DEFAULT_TIMEZONE, parse_duration
+from monitor.windows import Window
+from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
+
+DEFAULT_LISTEN = "127.0.0.1:9480"
+SECRET_KEYS = ("password", "token", "client_secret", "api_key")
+SourceId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    return parse_duration(str(value))
+
+
+# Durations are written as 30s, 15m, 2h, 7d (or a number of seconds).
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Schedule(_Frozen):
+    """Either ``interval`` (e.g. ``15m``) or ``cron`` (five fields, province's timezone)."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    jitter: Duration = timedelta(seconds=0)
+    misfire_grace: Duration = timedelta(minutes=5)
+
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"cron needs 5 fields (minute hour day month weekday), got: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'interval' (e.g. 15m) or 'cron' (e.g. '0 * * * *')")
+        if self.interval is not None and self.interval < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return self
+
+
+class Auth(_Frozen):
+    type: Literal["none", "bearer", "basic", "header"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    header: str | None = None  # for type=header: the header name, e.g. X-API-Key
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        needs = {"bearer": ("token",), "basic": ("username", "password"), "header": ("header", "token")}
+        missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
+        return self
+
+    def headers(self) -> dict[str, str]:
+        if self.type == "bearer" and self.token:
+            return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
+        if self.type == "basic" and self.username and self.password:
+            raw = f"{self.username}:{self.password.get_secret_value()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        if self.type == "header" and self.header and self.token:
+            return {self.header: self.token.get_secret_value()}
+        return {}
+
+
+class SourceConfig(_Frozen):
+    id: SourceId
+    kind: str
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    enabled: bool = True
+    schedule: Schedule = Schedule(interval=timedelta(minutes=15))
+    grain: Literal["day", "month"] = "month"
+    timeout: Duration = timedelta(seconds=10)
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 8
+    backfill_from: date | None = None
+    settle: Duration = timedelta(days=7)
+    auth: Auth = Auth()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from collectors import COLLECTORS
+
+        if value not in COLLECTORS:
+            raise ValueError(f"unknown source kind {value!r} (known: {', '.join(sorted(COLLECTORS))})")
+        return value
+
+    @model_validator(mode="after")
+    def _options_for_kind(self) -> SourceConfig:
+        from collectors import collector_class
+
+        try:
+            collector_class(self.kind).Options.model_validate(self.options)
+        except ValidationError as exc:
+            details = "; ".join(f"options.{format_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"bad options for kind {self.kind!r}: {details}") from None
+        return self
+
+
+class DatabaseConfig(_Frozen):
+    url: str = "sqlite:///var/egovmon.db"
+    echo: bool = False
+
+
+class HttpConfig(_Frozen):
+    listen: str = DEFAULT_LISTEN
+    public_url: str | None = None  # how users reach it, for links in emails
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"write HOST:PORT, e.g. 127.0.0.1:9480, got: {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class SmtpConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "egov-kpi-monitor <noreply@localhost>"
+    timeout: Duration = timedelta(seconds=30)
+
+
+
+class UnitsConfig(_Frozen):
+    file: Path
+
+
+class CatalogConfig(_Frozen):
+    file: Path | None = None
+
+
+class ExporterConfig(_Frozen):
+    windows: tuple[str, ...] = ("month", "ytd")
+    evaluate_interval: Duration = timedelta(minutes=5)
+
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            Window.parse(spec)
+        return value
+
+
+class ProvinceConfig(_Frozen):
+    name: str
+    code: str | None = None
+
+
+class Config(_Frozen):
+    """The whole configuration. Paths are resolved relative to the config file."""
+
+    version: Literal[1] = 1
+    province: ProvinceConfig
+    timezone: str = DEFAULT_TIMEZONE
+    language: Literal["vi", "en"] = "vi"
+    database: DatabaseConfig = DatabaseConfig()
+    http: HttpConfig = HttpConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    units: UnitsConfig
+    catalog: CatalogConfig = CatalogConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    exporter: ExporterConfig = ExporterConfig()
+    path: Path | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r} (e.g. Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_ids(cls, value: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
+        seen: set[str] = set()
+        for source in value:
+            if source.id in seen:
+                raise ValueError(f"source id {source.id!r} is used twice")
+            seen.add(source.id)
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def source(self, source_id: str) -> SourceConfig:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        known = ", ".join(s.id for s in self.sources) or "none"
+        raise KeyError(f"no source {source_id!r} in the config (sources: {known})")
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem with its line."""
+    environ = os.environ if environ is None else environ
+    doc = load_yaml_file(path, environ)
+    if not isinstance(doc.data, dict):
+        raise ConfigError.single(str(path), "expected a mapping at the top (province:, units:, sources: …)")
+    problems: list[Problem] = []
+    data = _read_secret_files(doc.data, (), doc, path.parent, problems)
+    data = _resolve_paths(data, path.parent)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise ConfigError(doc.problems_from(exc)) from None
+
+
+def _read_secret_files(value: Any, loc: tuple[str | int, ...], doc: YamlDocument, base: Path,
+                       problems: list[Problem]) -> Any:
+    """Replace ``password_file: /run/secrets/x`` by ``password: <contents>``."""
+    if isinstance(value, list):
+        return [_read_secret_files(v, (*loc, i), doc, base, problems) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        key = str(key)
+        secret = key.removesuffix("_file")
+        if key.endswith("_file") and secret in SECRET_KEYS:
+            if secret in value:
+                problems.append(Problem(doc.file, doc.line_of((*loc, key)), _dotted((*loc, key)),
+                                        f"give either {secret} or {key}, not both"))
+                continue
+            file = (base / str(item)).expanduser()
+            try:
+                out[secret] = file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                problems.append(Problem(doc.file, doc.line_of((*loc, key)), _dotted((*loc, key)),
+                                        f"cannot read secret file {file}: {exc.strerror}"))
+            continue
+        out[key] = _read_secret_files(item, (*loc, key), doc, base, problems)
+    return out
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    data = dict(data)
+    for section in ("units", "catalog"):
+        block = data.get(section)
+        if isinstance(block, dict) and isinstance(block.get("file"), str):
+            data[section] = {**block, "file": (base / block["file"]).expanduser()}
+    database = data.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        data["database"] = {**database, "url": resolve_sqlite_url(database["url"], base)}
+    return data
+
+
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not the cwd."""
+    match = re.match(r"^(sqlite(?:\+\w+)?:///)(?!/)(.+)$", url)
+    if match and match.group(2) != ":memory:":
+        return match.group(1) + str((base / match.group(2)).resolve())
+    return url
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return format_loc(loc)

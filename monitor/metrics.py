@@ -1,0 +1,50 @@
+"""The service's own health metrics, on the application's own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from monitor import __version__
+
+COLLECTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+
+class ServiceMetrics:
+    """Counters and gauges updated as the service works; read at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build = Info("egov_build", "Version of egov-kpi-monitor", registry=r)
+        self.build.info({"version": __version__})
+        self.source_up = Gauge(
+            "egov_source_up", "1 if the last collection of the source succeeded, else 0",
+            ["source", "kind"], registry=r)
+        self.source_last_success = Gauge(
+            "egov_source_last_success_timestamp_seconds",
+            "Unix time of the source's last successful collection", ["source"], registry=r)
+        self.source_watermark = Gauge(
+            "egov_source_watermark_timestamp_seconds",
+            "Start of the first period the next collection of the source will read (Unix time)",
+            ["source"], registry=r)
+        self.collection_duration = Histogram(
+            "egov_collection_duration_seconds", "Duration of one collection of one source",
+            ["source"], buckets=COLLECTION_BUCKETS, registry=r)
+        self.collection_errors = Counter(
+            "egov_collection_errors_total", "Failed collections by source and reason",
+            ["source", "reason"], registry=r)
+        self.collection_retries = Counter(
+            "egov_collection_retries_total", "HTTP requests to a source retried, by reason",
+            ["source", "reason"], registry=r)
+        self.observations_stored = Counter(
+            "egov_observations_stored_total", "Observations stored (inserted or updated)",
+            ["source"], registry=r)
+        self.observations_rejected = Counter(
+            "egov_observations_rejected_total", "Records or observations rejected, by reason",
+            ["source", "reason"], registry=r)
+        self.kpi_computation_duration = Gauge(
+            "egov_kpi_computation_duration_seconds", "Duration of the last KPI computation",
+            registry=r)
+        self.kpi_computed_at = Gauge(
+            "egov_kpi_computed_timestamp_seconds", "Unix time of the last KPI computation",
+            registry=r)

@@ -1,0 +1,106 @@
+"""In-process scheduling with APScheduler 3.11 (pinned < 4: v4 is a pre-release).
+
+One job per source on its own interval or cron (in the province's timezone),
+never overlapping itself (``max_instances=1``), missed runs coalesced into one
+and run if no later than ``misfire_grace``, with jitter so sources are not
+polled in lockstep. A KPI refresh job keeps calendar windows current even when
+no data arrives (the month rolls over at local midnight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config import Schedule
+from monitor.service import MonitorService
+
+log = logging.getLogger(__name__)
+
+
+def trigger_for(schedule: Schedule, timezone: str) -> BaseTrigger:
+    jitter = int(schedule.jitter.total_seconds()) or None
+    if schedule.cron is not None:
+        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
+    assert schedule.interval is not None
+    return IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=timezone,
+                           jitter=jitter)
+
+
+class ServiceScheduler:
+    """Owns the APScheduler instance and the tasks it started, for a clean stop."""
+
+    def __init__(self, service: MonitorService) -> None:
+        self.service = service
+        self.scheduler = AsyncIOScheduler(timezone=service.config.timezone)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def _tracked(self, name: str, work: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await work()
+            except Exception:  # a job failure is logged, the scheduler goes on
+                log.exception("scheduled job %s failed", name)
+            finally:
+                self._running.discard(task)
+        job.__name__ = name
+        return job
+
+    def start(self, *, run_now: bool = True) -> None:
+        config = self.service.config
+        first_run = self.service.clock.now() if run_now else None
+        for source in config.sources:
+            if not source.enabled:
+                continue
+            trigger = trigger_for(source.schedule, config.timezone)
+            self.scheduler.add_job(
+                self._tracked(f"collect:{source.id}", self._collector(source.id)), trigger,
+                id=f"collect:{source.id}", max_instances=1, coalesce=True,
+                misfire_grace_time=int(source.schedule.misfire_grace.total_seconds()),
+                next_run_time=first_run)
+        self.scheduler.add_job(
+            self._tracked("refresh-kpis", self._refresh), IntervalTrigger(
+                seconds=config.exporter.evaluate_interval.total_seconds(), timezone=config.timezone),
+            id="refresh-kpis", max_instances=1, coalesce=True, misfire_grace_time=60)
+        self.scheduler.add_job(
+            self._tracked("registry", self._registry), CronTrigger(hour=0, minute=5,
+                                                                   timezone=config.timezone),
+            id="registry", max_instances=1, coalesce=True, misfire_grace_time=3600,
+            next_run_time=first_run)
+        self.scheduler.start()
+
+    def _collector(self, source_id: str) -> Callable[[], Awaitable[None]]:
+        async def collect() -> None:
+            await self.service.runner.collect(source_id)
+            await self.service.refresh_kpis()
+        return collect
+
+    async def _refresh(self) -> None:
+        await self.service.refresh_kpis()
+
+    async def _registry(self) -> None:
+        await asyncio.to_thread(self.service.runner.write_registry)
+
+    async def stop(self, grace: timedelta = timedelta(seconds=20)) -> None:
+        """Stop taking new work, let running jobs finish within ``grace``, cancel the rest
+        (a cancelled collection loses at most its current chunk, which was not stored)."""
+        self.scheduler.shutdown(wait=False)
+        pending = set(self._running)
+        if not pending:
+            return
+        log.info("waiting up to %ds for %d running job(s)", grace.total_seconds(), len(pending))
+        _, still = await asyncio.wait(pending, timeout=grace.total_seconds())
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=5)

@@ -1,0 +1,138 @@
+"""Tables. Every timestamp is aware UTC in Python; ``UTCDateTime`` keeps it so
+on SQLite, which would otherwise hand back naive values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime given to the database: {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite rows
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ObservationRow(Base):
+    """A measure's value for one unit and period, from one source (upserted)."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("measure", "unit", "period_start", "period_end", "source",
+                         name="uq_observations_key"),
+        Index("ix_observations_window", "measure", "period_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    measure: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(35))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw_ref: Mapped[str | None] = mapped_column(Text)
+
+
+class WatermarkRow(Base):
+    """Where a source's next collection resumes: the start of the first period
+    not yet final (periods stay open for re-collection until they settle)."""
+
+    __tablename__ = "watermarks"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resume_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SourceHealthRow(Base):
+    __tablename__ = "source_health"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_reason: Mapped[str | None] = mapped_column(String(32))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    last_observations: Mapped[int] = mapped_column(Integer, default=0)
+    last_rejections: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RejectionRow(Base):
+    """A record a source sent that was not stored, with the reason, for the operator."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (Index("ix_rejections_source_time", "source", "rejected_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    unit: Mapped[str | None] = mapped_column(String(35))
+    measure: Mapped[str | None] = mapped_column(String(64))
+    period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    raw_ref: Mapped[str | None] = mapped_column(Text)
+
+
+class CollectionRunRow(Base):
+    """One collection of one source: what was asked, what came back."""
+
+    __tablename__ = "collection_runs"
+    __table_args__ = (Index("ix_collection_runs_source_time", "source", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # running, ok, failed
+    periods_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    periods_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    observations: Mapped[int] = mapped_column(Integer, default=0)
+    rejections: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)

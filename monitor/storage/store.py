@@ -1,0 +1,200 @@
+"""The service's access to its database. Synchronous (SQLAlchemy Core); the
+async parts of the service call it through ``asyncio.to_thread``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collectors.base import Observation, Rejection
+from monitor.storage.models import (
+    CollectionRunRow,
+    ObservationRow,
+    RejectionRow,
+    SourceHealthRow,
+    WatermarkRow,
+)
+
+UPSERT_CHUNK = 5000
+OBS = ObservationRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    measure: str
+    unit: str
+    period_start: datetime
+    period_end: datetime
+    source: str
+    value: float
+    collected_at: datetime
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error_reason: str | None
+    last_error_message: str | None
+    consecutive_failures: int
+    last_duration_seconds: float | None
+    last_observations: int
+    last_rejections: int
+
+    @property
+    def up(self) -> bool:
+        """Up when the last attempt succeeded."""
+        return self.last_success_at is not None and self.consecutive_failures == 0
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # ------------------------------------------------------------------ observations
+
+    def upsert_observations(self, observations: Sequence[Observation], source: str,
+                            collected_at: datetime) -> int:
+        """Insert or replace on (measure, unit, period, source), in one transaction:
+        either the whole batch is stored or none of it."""
+        if not observations:
+            return 0
+        statement = self._insert(OBS)
+        statement = statement.on_conflict_do_update(
+            index_elements=["measure", "unit", "period_start", "period_end", "source"],
+            set_={"value": statement.excluded.value, "collected_at": statement.excluded.collected_at,
+                  "raw_ref": statement.excluded.raw_ref},
+        )
+        rows = [{"measure": o.measure, "unit": o.unit, "period_start": o.period.start,
+                 "period_end": o.period.end, "source": source, "value": float(o.value),
+                 "collected_at": collected_at, "raw_ref": o.raw_ref} for o in observations]
+        with self.engine.begin() as connection:
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                connection.execute(statement, rows[start:start + UPSERT_CHUNK])
+        return len(rows)
+
+    def load_observations(self, measures: Iterable[str], start: datetime, end: datetime,
+                          units: Iterable[str] | None = None) -> list[StoredObservation]:
+        """Observations of ``measures`` whose period overlaps ``[start, end)``."""
+        query = (select(OBS.c.measure, OBS.c.unit, OBS.c.period_start, OBS.c.period_end,
+                        OBS.c.source, OBS.c.value, OBS.c.collected_at)
+                 .where(OBS.c.measure.in_(list(measures)))
+                 .where(OBS.c.period_start < end).where(OBS.c.period_end > start))
+        if units is not None:
+            query = query.where(OBS.c.unit.in_(list(units)))
+        with self.engine.connect() as connection:
+            return [StoredObservation(*row) for row in connection.execute(query)]
+
+    def count_observations(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(OBS)).scalar_one())
+
+    def latest_period_end(self, source: str) -> datetime | None:
+        with self.engine.connect() as connection:
+            return connection.execute(  # type: ignore[no-any-return]
+                select(func.max(OBS.c.period_end)).where(OBS.c.source == source)).scalar_one()
+
+    # ------------------------------------------------------------------ watermarks
+
+    def watermark(self, source: str) -> datetime | None:
+        with self.engine.connect() as connection:
+            return connection.execute(  # type: ignore[no-any-return]
+                select(WatermarkRow.resume_from).where(WatermarkRow.source == source)
+            ).scalar_one_or_none()
+
+    def set_watermark(self, source: str, resume_from: datetime, now: datetime) -> None:
+        """Move the watermark forward only: a late re-run never rewinds it."""
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                select(WatermarkRow.resume_from).where(WatermarkRow.source == source)
+            ).scalar_one_or_none()
+            if current is None:
+                connection.execute(self._insert(WatermarkRow.__table__).values(
+                    source=source, resume_from=resume_from, updated_at=now))
+            elif resume_from > current:
+                connection.execute(update(WatermarkRow).where(WatermarkRow.source == source)
+                                   .values(resume_from=resume_from, updated_at=now))
+
+    # ------------------------------------------------------------------ health, runs, rejections
+
+    def record_attempt(self, source: str, *, at: datetime, duration: float, ok: bool,
+                       observations: int = 0, rejections: int = 0, reason: str | None = None,
+                       message: str | None = None) -> None:
+        values: dict[str, Any] = {"last_attempt_at": at, "last_duration_seconds": duration}
+        if ok:
+            values |= {"last_success_at": at, "consecutive_failures": 0,
+                       "last_observations": observations, "last_rejections": rejections}
+        else:
+            values |= {"last_error_at": at, "last_error_reason": reason,
+                       "last_error_message": message}
+        with self.engine.begin() as connection:
+            exists = connection.execute(select(SourceHealthRow.source)
+                                        .where(SourceHealthRow.source == source)).first()
+            if exists is None:
+                connection.execute(self._insert(SourceHealthRow.__table__).values(
+                    source=source, consecutive_failures=0 if ok else 1,
+                    **{"last_observations": 0, "last_rejections": 0, **values}))
+            else:
+                if not ok:
+                    values["consecutive_failures"] = SourceHealthRow.consecutive_failures + 1
+                connection.execute(update(SourceHealthRow)
+                                   .where(SourceHealthRow.source == source).values(**values))
+
+    def health(self) -> list[SourceHealth]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(SourceHealthRow.__table__)).mappings()
+            return [SourceHealth(**row) for row in rows]
+
+    def add_rejections(self, source: str, rejections: Sequence[Rejection], at: datetime) -> None:
+        if not rejections:
+            return
+        rows = [{"source": source, "rejected_at": at, "reason": r.reason, "detail": r.detail,
+                 "unit": r.unit, "measure": r.measure,
+                 "period_start": r.period.start if r.period else None, "raw_ref": r.raw_ref}
+                for r in rejections]
+        with self.engine.begin() as connection:
+            connection.execute(RejectionRow.__table__.insert(), rows)
+
+    def recent_rejections(self, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(RejectionRow.__table__).order_by(RejectionRow.id.desc()).limit(limit)
+        if source:
+            query = query.where(RejectionRow.source == source)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def start_run(self, source: str, at: datetime, periods_from: datetime | None,
+                  periods_to: datetime | None) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(CollectionRunRow.__table__.insert().values(
+                source=source, started_at=at, status="running", periods_from=periods_from,
+                periods_to=periods_to, observations=0, rejections=0))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def finish_run(self, run_id: int, at: datetime, *, status: str, observations: int,
+                   rejections: int, error: str | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(update(CollectionRunRow).where(CollectionRunRow.id == run_id).values(
+                finished_at=at, status=status, observations=observations, rejections=rejections,
+                error=error))
+
+    def abandon_running(self, at: datetime) -> int:
+        """Mark runs left 'running' by a killed process as failed; their data was
+        committed per chunk or not at all, so nothing half-written remains."""
+        with self.engine.begin() as connection:
+            result = connection.execute(update(CollectionRunRow)
+                                        .where(CollectionRunRow.status == "running")
+                                        .values(status="failed", finished_at=at,
+                                                error="interrupted (process stopped)"))
+            return result.rowcount
+
+    def delete_source_data(self, source: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(OBS).where(OBS.c.source == source))
