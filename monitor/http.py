@@ -80,9 +80,9 @@ class HttpServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:  # learn the ephemeral port
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.port == 0:  # learn the ephemeral port
+            for address in self.runner.addresses:
+                self.port = int(address[1])
         log.info("listening on http://%s:%d/metrics", self.host, self.port)
 
     async def stop(self) -> None:

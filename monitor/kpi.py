@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
 from monitor.catalog import Catalog, Kpi
-from monitor.storage.store import StoredObservation, Store
+from monitor.storage.store import Store, StoredObservation
 from monitor.timeutil import local_date
 from monitor.units import UnitTree
 from monitor.windows import Window

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -275,7 +276,7 @@ def build_tree(units: Iterable[Unit], groups: Mapping[str, Mapping[str, str]], f
 
     for code, versions in by_code.items():
         versions.sort(key=lambda u: u.start)
-        for earlier, later in zip(versions, versions[1:], strict=False):
+        for earlier, later in itertools.pairwise(versions):
             if later.start <= earlier.end:
                 problem(later, "valid_from", f"overlaps another version of {code} valid to {earlier.end}")
     for unit in units:

@@ -82,8 +82,8 @@ def test_later_periods_are_not_counted_as_of_an_earlier_date(engine: KpiEngine) 
 
 def test_half_a_record_does_not_count(engine: KpiEngine) -> None:
     period = Period.of_month(2026, 3, VN)
-    store(engine, docs(DEPT, 2026, 3, 50, 100)
-          + [Observation("docs_outgoing_total", NEW, period, 400)])  # no electronic count for NEW
+    # NEW reports its total but no electronic count.
+    store(engine, [*docs(DEPT, 2026, 3, 50, 100), Observation("docs_outgoing_total", NEW, period, 400)])
     values = by_unit(engine.compute(end_of(2026, 3), [Window.parse("month")]),
                      "outgoing_docs_electronic_rate")
     assert values[PROVINCE].value == pytest.approx(0.5)

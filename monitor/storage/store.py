@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from collectors.base import Observation, Rejection
@@ -21,7 +21,11 @@ from monitor.storage.models import (
 )
 
 UPSERT_CHUNK = 5000
-OBS = ObservationRow.__table__
+OBS: Table = ObservationRow.__table__  # type: ignore[assignment]
+WATERMARKS: Table = WatermarkRow.__table__  # type: ignore[assignment]
+HEALTH: Table = SourceHealthRow.__table__  # type: ignore[assignment]
+REJECTIONS: Table = RejectionRow.__table__  # type: ignore[assignment]
+RUNS: Table = CollectionRunRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ class Store:
 
     def watermark(self, source: str) -> datetime | None:
         with self.engine.connect() as connection:
-            return connection.execute(  # type: ignore[no-any-return]
+            return connection.execute(
                 select(WatermarkRow.resume_from).where(WatermarkRow.source == source)
             ).scalar_one_or_none()
 
@@ -117,7 +121,7 @@ class Store:
                 select(WatermarkRow.resume_from).where(WatermarkRow.source == source)
             ).scalar_one_or_none()
             if current is None:
-                connection.execute(self._insert(WatermarkRow.__table__).values(
+                connection.execute(self._insert(WATERMARKS).values(
                     source=source, resume_from=resume_from, updated_at=now))
             elif resume_from > current:
                 connection.execute(update(WatermarkRow).where(WatermarkRow.source == source)
@@ -139,7 +143,7 @@ class Store:
             exists = connection.execute(select(SourceHealthRow.source)
                                         .where(SourceHealthRow.source == source)).first()
             if exists is None:
-                connection.execute(self._insert(SourceHealthRow.__table__).values(
+                connection.execute(self._insert(HEALTH).values(
                     source=source, consecutive_failures=0 if ok else 1,
                     **{"last_observations": 0, "last_rejections": 0, **values}))
             else:
@@ -150,7 +154,7 @@ class Store:
 
     def health(self) -> list[SourceHealth]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(SourceHealthRow.__table__)).mappings()
+            rows = connection.execute(select(HEALTH)).mappings()
             return [SourceHealth(**row) for row in rows]
 
     def add_rejections(self, source: str, rejections: Sequence[Rejection], at: datetime) -> None:
@@ -161,10 +165,10 @@ class Store:
                  "period_start": r.period.start if r.period else None, "raw_ref": r.raw_ref}
                 for r in rejections]
         with self.engine.begin() as connection:
-            connection.execute(RejectionRow.__table__.insert(), rows)
+            connection.execute(REJECTIONS.insert(), rows)
 
     def recent_rejections(self, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        query = select(RejectionRow.__table__).order_by(RejectionRow.id.desc()).limit(limit)
+        query = select(REJECTIONS).order_by(RejectionRow.id.desc()).limit(limit)
         if source:
             query = query.where(RejectionRow.source == source)
         with self.engine.connect() as connection:
@@ -173,7 +177,7 @@ class Store:
     def start_run(self, source: str, at: datetime, periods_from: datetime | None,
                   periods_to: datetime | None) -> int:
         with self.engine.begin() as connection:
-            result = connection.execute(CollectionRunRow.__table__.insert().values(
+            result = connection.execute(RUNS.insert().values(
                 source=source, started_at=at, status="running", periods_from=periods_from,
                 periods_to=periods_to, observations=0, rejections=0))
             return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -1,0 +1,1 @@
+"""Helpers for the tests: real PostgreSQL, Prometheus and promtool (see components.py)."""

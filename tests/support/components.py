@@ -1,0 +1,583 @@
+"""Real PostgreSQL and Prometheus servers (and promtool) for the tests.
+
+Everything here starts its own throw-away processes on 127.0.0.1 with free ports and
+temporary directories; nothing depends on system services. The Debian packages that
+provide the binaries are installed by ``./scripts/bootstrap --test-deps`` (the list is
+``scripts/debian-packages.txt``).
+
+Availability policy: a test that needs a component calls :func:`require_component`
+(or one of the ``require_*`` shortcuts). When the component is missing the test is
+skipped with a message saying what to install, except under ``CI=true`` where it
+fails with that message: CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from psycopg import sql
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "run `./scripts/bootstrap --test-deps` (installs the Debian packages in {where})"
+PACKAGES_FILE = "scripts/debian-packages.txt"
+
+# --------------------------------------------------------------------------- general
+
+
+def free_port(host: str = HOST) -> int:
+    """Return a TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is set to a true-ish value."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def require_component(name: str, available: bool, how_to_install: str) -> None:
+    """Skip the current test if ``name`` is missing -- or fail it under ``CI=true``."""
+    if available:
+        return
+    message = f"{name} is not available: {how_to_install}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: missing test components fail, never skip)", pytrace=False)
+    pytest.skip(message)
+
+
+def _hint(package: str) -> str:
+    return f"{INSTALL_HINT.format(where=PACKAGES_FILE)}; Debian package: {package}"
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment for child processes, without PG* variables that could redirect them."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _end_process(proc: subprocess.Popen[bytes], pid: int | None, sig: int, grace: float) -> None:
+    """Send ``sig`` to ``pid`` (default: ``proc``), wait ``grace`` seconds, then SIGKILL both."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid if pid is not None else proc.pid, sig)
+    try:
+        proc.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    for target in (pid, proc.pid):
+        if target is None:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+POSTGRES_BINARIES = ("initdb", "postgres", "pg_ctl")
+POSTGRES_START_TIMEOUT = 30.0
+
+
+def find_postgres_bindir() -> Path | None:
+    """The PostgreSQL server binaries: Debian's highest ``/usr/lib/postgresql/N/bin``, else PATH."""
+
+    def version_key(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version_key, reverse=True)
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for bindir in candidates:
+        if all(os.access(bindir / name, os.X_OK) for name in POSTGRES_BINARIES):
+            return bindir
+    return None
+
+
+def _postgres_user_exists() -> bool:
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except (ImportError, KeyError):
+        return False
+    return True
+
+
+def postgres_available() -> bool:
+    if find_postgres_bindir() is None:
+        return False
+    if _is_root():
+        return shutil.which("runuser") is not None and _postgres_user_exists()
+    return True
+
+
+def require_postgres() -> None:
+    require_component("PostgreSQL server", postgres_available(), _hint("postgresql"))
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster in a temporary directory, listening on 127.0.0.1."""
+
+    def __init__(self, bindir: Path | None = None) -> None:
+        found = bindir or find_postgres_bindir()
+        if found is None:
+            raise RuntimeError("PostgreSQL server binaries not found (Debian package postgresql)")
+        self.bindir = found
+        self.host = HOST
+        self.port = 0
+        self.user = "postgres"
+        self.base_dir: Path | None = None
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- process plumbing
+
+    def _cmd(self, *args: str) -> list[str]:
+        if _is_root():
+            return ["runuser", "-u", "postgres", "--", *args]
+        return list(args)
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.base_dir is not None, "server not started"
+        return self.base_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        assert self.base_dir is not None, "server not started"
+        return self.base_dir / "sock"
+
+    def _initdb(self) -> None:
+        assert self.base_dir is not None
+        last = ""
+        for locale in ("C.UTF-8", "C"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            result = subprocess.run(
+                self._cmd(
+                    str(self.bindir / "initdb"),
+                    "-D", str(self.data_dir),
+                    "-A", "trust",
+                    "-U", self.user,
+                    "-E", "UTF8",
+                    f"--locale={locale}",
+                    "--no-sync",
+                ),
+                cwd=self.base_dir,
+                env=_clean_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )  # fmt: skip
+            if result.returncode == 0:
+                return
+            last = (result.stdout + result.stderr).decode("utf-8", "replace")
+            if "locale" not in last.lower():
+                break
+        raise RuntimeError(f"initdb failed:\n{last}")
+
+    def start(self) -> PostgresServer:
+        if self._proc is not None:
+            return self
+        self.base_dir = Path(tempfile.mkdtemp(prefix="egovmon-pg-"))
+        try:
+            if _is_root():
+                shutil.chown(self.base_dir, "postgres", "postgres")
+            self.log_path = self.base_dir / "postgres.log"
+            self.socket_dir.mkdir(mode=0o700)
+            if _is_root():
+                shutil.chown(self.socket_dir, "postgres", "postgres")
+            self._initdb()
+            for _attempt in range(3):
+                if self._start_once():
+                    break
+            else:
+                raise RuntimeError(f"PostgreSQL could not bind a port:\n{_log_tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _start_once(self) -> bool:
+        """Start postgres on a fresh port; False if the port was taken meanwhile."""
+        assert self.log_path is not None
+        self.port = free_port(self.host)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._cmd(
+                    str(self.bindir / "postgres"),
+                    "-D", str(self.data_dir),
+                    "-p", str(self.port),
+                    "-c", f"listen_addresses={self.host}",
+                    "-c", f"unix_socket_directories={self.socket_dir}",
+                    "-c", "fsync=off",
+                    "-c", "synchronous_commit=off",
+                    "-c", "full_page_writes=off",
+                ),
+                cwd=self.base_dir,
+                env=_clean_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + POSTGRES_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = _log_tail(self.log_path)
+                self._proc = None
+                if "could not bind" in tail or "already in use" in tail:
+                    return False
+                raise RuntimeError(f"PostgreSQL exited during startup:\n{tail}")
+            try:
+                with self.connect():
+                    return True
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        raise RuntimeError(
+            f"PostgreSQL did not accept connections within {POSTGRES_START_TIMEOUT:.0f}s:\n"
+            f"{_log_tail(self.log_path)}"
+        )
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            return int(first)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT), SIGKILL after a bound; then remove the directory."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            # With runuser in between, signal the postmaster itself (from postmaster.pid).
+            pid = self._postmaster_pid() if _is_root() else None
+            _end_process(self._proc, pid, signal.SIGINT, grace=30)
+            self._proc = None
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- databases
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """An autocommit psycopg connection (for admin statements and checks)."""
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+    def url(self, dbname: str = "postgres") -> str:
+        """SQLAlchemy URL of a database on this server."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` (UTF8) and return its SQLAlchemy URL."""
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(
+                    sql.Identifier(name)
+                )
+            )
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name``, disconnecting whoever is still connected."""
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+PROMETHEUS_START_TIMEOUT = 30.0
+
+
+def _find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    fallback = Path("/usr/bin") / name
+    return str(fallback) if os.access(fallback, os.X_OK) else None
+
+
+def prometheus_binary() -> str | None:
+    return _find_binary("prometheus")
+
+
+def promtool_binary() -> str | None:
+    return _find_binary("promtool")
+
+
+def require_prometheus() -> None:
+    require_component("Prometheus", prometheus_binary() is not None, _hint("prometheus"))
+
+
+def require_promtool() -> None:
+    require_component("promtool", promtool_binary() is not None, _hint("prometheus"))
+
+
+class PrometheusQueryError(RuntimeError):
+    """Prometheus' HTTP API answered with an error (bad PromQL, for instance)."""
+
+
+# Never send requests to 127.0.0.1 through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class PrometheusServer:
+    """A private Prometheus on 127.0.0.1 scraping ``targets`` (``["127.0.0.1:9480"]``)."""
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        *,
+        scrape_interval: str = "1s",
+        metrics_path: str = "/metrics",
+        job_name: str = "egovmon",
+        rule_files: Sequence[str | os.PathLike[str]] = (),
+        binary: str | None = None,
+    ) -> None:
+        if isinstance(targets, str):
+            raise TypeError("targets must be a list of host:port strings")
+        found = binary or prometheus_binary()
+        if found is None:
+            raise RuntimeError("prometheus binary not found (Debian package prometheus)")
+        self.binary = found
+        self.scrape_targets = list(targets)
+        self.scrape_interval = scrape_interval
+        self.metrics_path = metrics_path
+        self.job_name = job_name
+        self.rule_files = [str(Path(p).resolve()) for p in rule_files]
+        self.host = HOST
+        self.port = 0
+        self.base_dir: Path | None = None
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
+            "rule_files": self.rule_files,
+            "scrape_configs": [
+                {
+                    "job_name": self.job_name,
+                    "metrics_path": self.metrics_path,
+                    "static_configs": [{"targets": self.scrape_targets}],
+                }
+            ],
+        }
+
+    def start(self) -> PrometheusServer:
+        if self._proc is not None:
+            return self
+        self.base_dir = Path(tempfile.mkdtemp(prefix="egovmon-prom-"))
+        self.log_path = self.base_dir / "prometheus.log"
+        config_path = self.base_dir / "prometheus.yml"
+        config_path.write_text(
+            yaml.safe_dump(self.config(), allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        try:
+            for _attempt in range(3):
+                if self._start_once(config_path):
+                    break
+            else:
+                raise RuntimeError(f"Prometheus could not bind a port:\n{_log_tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _start_once(self, config_path: Path) -> bool:
+        assert self.base_dir is not None and self.log_path is not None
+        self.port = free_port(self.host)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={self.base_dir / 'data'}",
+                    f"--web.listen-address={self.host}:{self.port}",
+                ],
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + PROMETHEUS_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = _log_tail(self.log_path)
+                self._proc = None
+                if "address already in use" in tail:
+                    return False
+                raise RuntimeError(f"Prometheus exited during startup:\n{tail}")
+            try:
+                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"Prometheus was not ready within {PROMETHEUS_START_TIMEOUT:.0f}s:\n"
+            f"{_log_tail(self.log_path)}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after a bound; then remove the directory."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _end_process(self._proc, None, signal.SIGTERM, grace=20)
+            self._proc = None
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP API
+
+    def api(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET ``/api/v1/<path>`` and return its ``data``; errors raise PrometheusQueryError."""
+        url = f"{self.url}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with _OPENER.open(url, timeout=30) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode("utf-8", "replace")
+            try:
+                payload = json.loads(raw)
+                detail = f"{payload.get('errorType')}: {payload.get('error')}"
+            except ValueError:
+                detail = f"HTTP {exc.code}: {raw[:500]}"
+            raise PrometheusQueryError(f"Prometheus /api/v1/{path} {params}: {detail}") from None
+        if body.get("status") != "success":
+            raise PrometheusQueryError(
+                f"Prometheus /api/v1/{path} {params}: {body.get('errorType')}: {body.get('error')}"
+            )
+        return body["data"]
+
+    def query(self, expr: str) -> list[Any]:
+        """Instant query; the ``result`` list (vector: ``[{"metric": {…}, "value": [t, "v"]}]``)."""
+        result = self.api("query", {"query": expr})["result"]
+        return list(result)
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets as the API reports them."""
+        return list(self.api("targets", {"state": "active"})["activeTargets"])
+
+    def wait_until_scraped(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until every configured target is health "up" with a completed scrape."""
+        deadline = time.monotonic() + timeout
+        active: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            active = self.targets()
+            if len(active) >= len(self.scrape_targets) and all(
+                t.get("health") == "up" and not str(t.get("lastScrape", "")).startswith("0001")
+                for t in active
+            ):
+                return active
+            time.sleep(0.2)
+        summary = [
+            (t.get("scrapeUrl"), t.get("health"), t.get("lastError")) for t in active
+        ] or "no active targets yet"
+        raise TimeoutError(f"targets not scraped within {timeout}s: {summary}")
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+def _promtool(args: list[str], stdin: str | None = None) -> tuple[bool, str]:
+    require_promtool()
+    binary = promtool_binary()
+    assert binary is not None
+    result = subprocess.run(
+        [binary, *args],
+        input=(stdin or "").encode("utf-8"),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    return result.returncode == 0, output
+
+
+def promtool_check_metrics(text: str) -> tuple[bool, str]:
+    """``promtool check metrics`` on an exposition; (ok, what promtool printed).
+
+    promtool 2.42 exits 1 for a parse error and 3 for lint problems (a counter
+    without ``_total``, a metric without HELP, ...); it does not notice duplicates.
+    """
+    return _promtool(["check", "metrics"], stdin=text)
+
+
+def promtool_check_rules(path: str | os.PathLike[str]) -> tuple[bool, str]:
+    """``promtool check rules PATH``; (ok, what promtool printed)."""
+    return _promtool(["check", "rules", os.fspath(path)])
+
+
+def promtool_test_rules(path: str | os.PathLike[str]) -> tuple[bool, str]:
+    """``promtool test rules PATH`` (unit tests for alerting/recording rules)."""
+    return _promtool(["test", "rules", os.fspath(path)])
