@@ -1,0 +1,268 @@
+"""Reading wire records: schema models, per-record checks, and the paged-statistics collector.
+
+A wire record is validated by a pydantic model that allows extra fields (real
+systems add fields) but requires the ones we read. A record that does not
+validate becomes ``Rejection("schema")``; if no record of a non-empty answer
+validates, the source changed its format and the whole answer is refused with
+``MalformedPayload``, naming the fields expected.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence, Set
+from datetime import date, timedelta, tzinfo
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+
+from collectors.base import (
+    CollectionResult,
+    Collector,
+    MalformedPayload,
+    Observation,
+    Rejection,
+)
+from monitor.timeutil import Period, add_months, local_date
+
+Count = StrictInt  # a JSON integer: "12" or 12.5 is schema drift, not a count
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_ERRORS = 3
+
+
+def _local_date_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("expected a local date YYYY-MM-DD")
+    return value
+
+
+WireDate = Annotated[date, BeforeValidator(_local_date_text)]
+
+
+class WireModel(BaseModel):
+    """A part of a record as a source sends it; unknown fields are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+W = TypeVar("W", bound=WireModel)
+
+
+# ----------------------------------------------------------------------------- schema
+
+def expected_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted wire names of the required fields, e.g. ``SoVanBanDi.TongSo``."""
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        wire = f"{prefix}{info.alias or name}"
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.extend(expected_fields(annotation, f"{wire}."))
+        elif info.is_required():
+            names.append(wire)
+    return names
+
+
+def describe_errors(error: ValidationError) -> str:
+    """``field SoVanBanDi.TongSo missing (schema drift?)``, and up to two more problems."""
+    parts = []
+    for item in error.errors()[:_MAX_ERRORS]:
+        where = ".".join(str(p) for p in item["loc"] if p != "[key]")
+        if item["type"] == "missing":
+            parts.append(f"field {where} missing (schema drift?)")
+        elif not where:
+            parts.append(f"expected an object, got {_short(item['input'])}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"field {where}: {message}, got {_short(item['input'])}")
+    hidden = error.error_count() - _MAX_ERRORS
+    return "; ".join(parts) + (f"; and {hidden} more" if hidden > 0 else "")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
+def validate_records(
+    source: str,
+    model: type[W],
+    items: Sequence[tuple[str, Any]],
+    result: CollectionResult,
+    *,
+    what: str = "record",
+) -> list[tuple[int, str, W]]:
+    """``(index, raw_ref, record)`` for the items that fit ``model``.
+
+    The others become ``Rejection("schema")`` in ``result``.
+    """
+    valid: list[tuple[int, str, W]] = []
+    first_problem = ""
+    for index, (ref, raw) in enumerate(items):
+        try:
+            valid.append((index, ref, model.model_validate(raw)))
+        except ValidationError as exc:
+            problem = f"{what} {index}: {describe_errors(exc)}"
+            first_problem = first_problem or problem
+            result.rejections.append(Rejection("schema", problem, raw_ref=ref))
+    if items and not valid:
+        raise MalformedPayload(
+            source,
+            f"none of the {len(items)} {what}s has the expected format, so the source has "
+            f"probably changed it; first problem: {first_problem}; expected fields: "
+            f"{', '.join(expected_fields(model))}",
+        )
+    return valid
+
+
+def count_fields(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """Every integer count in ``model`` (declared fields only), with its dotted wire name."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        wire = f"{prefix}{info.alias or name}"
+        if isinstance(value, BaseModel):
+            yield from count_fields(value, f"{wire}.")
+        elif isinstance(value, dict):
+            yield from ((f"{wire}.{k}", v) for k, v in value.items() if isinstance(v, int))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield wire, value
+
+
+def exceeds(part: str, part_value: int, whole: str, whole_value: int) -> list[str]:
+    """The invariant ``part ≤ whole`` as a problem list (empty when it holds)."""
+    if part_value <= whole_value:
+        return []
+    return [f"{part} = {part_value} exceeds {whole} = {whole_value}"]
+
+
+def differs(left: str, left_value: int, right: str, right_value: int) -> list[str]:
+    """The invariant ``left = right`` as a problem list (empty when it holds)."""
+    if left_value == right_value:
+        return []
+    return [f"{left} = {left_value} differs from {right} = {right_value}"]
+
+
+def code_in(known: range, name: str) -> BeforeValidator:
+    """A dict key that must be one of the numeric codes ``known`` (as JSON object keys are text)."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str) or not value.isdigit() or int(value) not in known:
+            raise ValueError(f"unknown {name} code (known: {known.start}–{known.stop - 1})")
+        return value
+
+    return BeforeValidator(check)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+class RecordKey(NamedTuple):
+    """Who and when a statistics record is about, with the wire names of those fields."""
+
+    unit: str
+    label: str
+    first: date
+    last: date
+    names: tuple[str, str, str, str]  # e.g. ("OrganId", "Period", "From", "To")
+
+
+class StatisticsRecord(WireModel):
+    """One (unit, period) record of a paged statistics answer."""
+
+    @abstractmethod
+    def key(self) -> RecordKey: ...
+
+    @abstractmethod
+    def measures(self) -> dict[str, int]:
+        """Measure id → value, exactly per docs/sources.md."""
+
+    @abstractmethod
+    def inconsistencies(self) -> list[str]:
+        """The record's broken invariants, each naming both fields and their values."""
+
+
+class StatisticsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 500
+    page_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+
+
+def period_of(first: date, last: date, tz: tzinfo) -> Period | None:
+    """The local day or month ``first``..``last`` (inclusive) covers, or None if neither."""
+    if first == last:
+        return Period.of_day(first, tz)
+    if first.day == 1 and last == add_months(first, 1) - timedelta(days=1):
+        return Period.of_month(first.year, first.month, tz)
+    return None
+
+
+class StatisticsCollector(Collector):
+    """A source answering ``GET path?from=&to=&grain=&page=``, a record per (unit, period).
+
+    Subclasses name the ``path`` and the ``record_model``; the record model
+    maps itself to measures and states its invariants.
+    """
+
+    path: ClassVar[str]
+    record_model: ClassVar[type[StatisticsRecord]]
+    Options: ClassVar[type[BaseModel]] = StatisticsOptions
+    options: StatisticsOptions
+
+    async def collect(self, periods: Sequence[Period], units: Set[str]) -> CollectionResult:
+        result = CollectionResult()
+        if not periods:
+            return result
+        first = local_date(min(p.start for p in periods), self.tz)
+        last = local_date(max(p.end for p in periods), self.tz) - timedelta(days=1)
+        params = {"from": first.isoformat(), "to": last.isoformat(), "grain": self.settings.grain}
+        items = await self.http.get_pages(
+            self.path, params, page_size=self.options.page_size,
+            concurrency=self.options.page_concurrency)
+        records = validate_records(self.source_id, self.record_model, items, result)
+        wanted, seen = set(periods), set[tuple[str, Period]]()
+        for index, ref, record in records:
+            checked = self._check(index, ref, record, wanted, units, seen)
+            if isinstance(checked, Rejection):
+                result.rejections.append(checked)
+                continue
+            result.observations.extend(
+                Observation(measure, record.key().unit, checked, float(value), ref)
+                for measure, value in record.measures().items())
+        return result
+
+    def _check(
+        self, index: int, ref: str, record: StatisticsRecord, wanted: set[Period],
+        units: Set[str], seen: set[tuple[str, Period]],
+    ) -> Period | Rejection:
+        """The record's period if it may be stored, else why not."""
+        key = record.key()
+        unit_f, label_f, first_f, last_f = key.names
+
+        def reject(reason: str, detail: str, period: Period | None = None) -> Rejection:
+            detail = f"record {index} ({key.unit} {key.label}): {detail}"
+            return Rejection(reason, detail, unit=key.unit, period=period, raw_ref=ref)
+
+        if key.unit not in units:
+            return reject("unknown_unit", f"{unit_f} = {key.unit!r} is not a unit of the tree "
+                          "(add it to the units, or fix the source)")
+        period = period_of(key.first, key.last, self.tz)
+        if period is None:
+            return reject("inconsistent", f"{first_f} = {key.first} and {last_f} = {key.last} "
+                          "are not one local day or month")
+        if period.label(self.tz) != key.label:
+            return reject("inconsistent", f"{label_f} = {key.label!r} but {first_f}..{last_f} = "
+                          f"{key.first}..{key.last} is {period.label(self.tz)}", period)
+        if period not in wanted:
+            return reject("unexpected_period", f"period {key.label} was not requested "
+                          f"(grain {self.settings.grain})", period)
+        negative = [f"{name} = {value}" for name, value in count_fields(record) if value < 0]
+        if negative:
+            return reject("negative", f"{', '.join(negative)}: counts are never negative", period)
+        broken = record.inconsistencies()
+        if broken:
+            return reject("inconsistent", "; ".join(broken), period)
+        if (key.unit, period) in seen:
+            return reject("duplicate", "a second record for the same unit and period; the "
+                          "first one was kept", period)
+        seen.add((key.unit, period))
+        return period
