@@ -45,6 +45,8 @@ def main_options(
     state.config_path = config
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Alembic narrates every migration step at INFO; our own log says the revision.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _fail(message: str, code: int) -> typer.Exit:

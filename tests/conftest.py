@@ -85,3 +85,11 @@ def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def province() -> Any:
+    """The demo's simulated province (deterministic, built once per session)."""
+    from monitor.simulators.province import ProvinceModel
+
+    return ProvinceModel(seed=2025)

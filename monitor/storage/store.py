@@ -143,9 +143,9 @@ class Store:
             exists = connection.execute(select(SourceHealthRow.source)
                                         .where(SourceHealthRow.source == source)).first()
             if exists is None:
-                connection.execute(self._insert(HEALTH).values(
-                    source=source, consecutive_failures=0 if ok else 1,
-                    **{"last_observations": 0, "last_rejections": 0, **values}))
+                first = {"source": source, "consecutive_failures": 0 if ok else 1,
+                         "last_observations": 0, "last_rejections": 0}
+                connection.execute(self._insert(HEALTH).values(**(first | values)))
             else:
                 if not ok:
                     values["consecutive_failures"] = SourceHealthRow.consecutive_failures + 1

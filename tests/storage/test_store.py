@@ -96,3 +96,10 @@ def test_runs_left_running_are_closed_at_start(store: Store) -> None:
     assert store.abandon_running(NOW) == 1
     store.finish_run(run, NOW, status="ok", observations=1, rejections=0)
     assert store.abandon_running(NOW) == 0
+
+
+def test_first_attempt_can_succeed(store: Store) -> None:
+    store.record_attempt("mot-cua", at=NOW, duration=0.1, ok=True, observations=3, rejections=1)
+    (health,) = store.health()
+    assert health.up and health.last_success_at == NOW
+    assert (health.last_observations, health.last_rejections) == (3, 1)
