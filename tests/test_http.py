@@ -1,0 +1,94 @@
+"""The HTTP listener, scraped by a real Prometheus; promtool checks the exposition."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.http import HttpServer
+from monitor.simulators.province import ProvinceModel
+from tests.support.components import PrometheusServer, promtool_check_metrics
+from tests.support.province import simulated_service
+
+PROVINCE = "000.00.00.H99"
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str, str]:
+    async with session.get(url) as response:
+        return response.status, response.headers.get("Content-Type", ""), await response.text()
+
+
+async def test_readiness_follows_the_first_snapshot(tmp_path: Path, province: ProvinceModel) -> None:
+    async with simulated_service(tmp_path, province) as (service, _, _):
+        http = HttpServer(service, "127.0.0.1", 0)
+        await http.start()
+        base = f"http://127.0.0.1:{http.port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                assert (await get(session, base + "/healthz"))[0] == 200
+                status, _, body = await get(session, base + "/readyz")
+                assert status == 503 and "no KPI snapshot" in body
+                await service.refresh_kpis()
+                assert (await get(session, base + "/readyz"))[0] == 200
+                status, _, body = await get(session, base + "/nowhere")
+                assert status == 404 and body.startswith("{")  # JSON error, no stack trace
+        finally:
+            await http.stop()
+
+
+async def test_prometheus_scrapes_kpis_for_every_unit(tmp_path: Path, province: ProvinceModel,
+                                                      prometheus_factory: Callable[..., PrometheusServer]) -> None:
+    async with simulated_service(tmp_path, province) as (service, _, _):
+        await service.cycle()
+        http = HttpServer(service, "127.0.0.1", 0)
+        await http.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                status, content_type, text = await get(session, f"http://127.0.0.1:{http.port}/metrics")
+            assert status == 200 and content_type.startswith("text/plain")
+            ok, output = await asyncio.to_thread(promtool_check_metrics, text)
+            assert ok, output
+            exported_units = {s.labels["unit"] for f in text_string_to_metric_families(text)
+                              if f.name == "egov_kpi_value" for s in f.samples}
+            assert len(exported_units) >= 200
+
+            prometheus = prometheus_factory([f"127.0.0.1:{http.port}"])
+            targets = await asyncio.to_thread(prometheus.wait_until_scraped, 60)
+            assert all(t["health"] == "up" for t in targets)
+            result = await asyncio.to_thread(prometheus.query, "count(count by (unit) (egov_kpi_value))")
+            assert int(float(result[0]["value"][1])) == len(exported_units)
+
+            expected = next(v for v in service.snapshot if v.unit == PROVINCE and v.window == "ytd"
+                            and v.kpi == "online_dossier_rate")
+            query = ('egov_kpi_value{kpi="online_dossier_rate",window="ytd",unit="%s"}' % PROVINCE)
+            (sample,) = await asyncio.to_thread(prometheus.query, query)
+            assert float(sample["value"][1]) == expected.value
+            # A correct roll-up in PromQL: Σ numerators / Σ denominators of the top-level units.
+            rolled = await asyncio.to_thread(prometheus.query, (
+                'sum(egov_kpi_numerator{kpi="online_dossier_rate",window="ytd",unit!="%s",level!="agency"})'
+                ' / sum(egov_kpi_denominator{kpi="online_dossier_rate",window="ytd",unit!="%s",level!="agency"})'
+                % (PROVINCE, PROVINCE)))
+            assert abs(float(rolled[0]["value"][1]) - expected.value) < 1e-9  # type: ignore[operator]
+            # Vietnamese label values survive the trip through Prometheus.
+            names = await asyncio.to_thread(prometheus.query, f'egov_unit_info{{unit="{PROVINCE}"}}')
+            assert names[0]["metric"]["name"] == province.unit_tree().get(PROVINCE).name  # type: ignore[union-attr]
+        finally:
+            await http.stop()
+
+
+def metric_names(text: str) -> set[str]:
+    return {f.name for f in text_string_to_metric_families(text)}
+
+
+def test_health_families_are_present_before_any_kpi_computation(tmp_path: Path, province: ProvinceModel) -> None:
+    async def scenario() -> Any:
+        async with simulated_service(tmp_path, province) as (service, _, _):
+            await service.runner.collect("thu-cong-vu")
+            return service.exposition.render().decode()
+
+    names = metric_names(asyncio.run(scenario()))
+    assert {"egov_source_up", "egov_source_last_success_timestamp_seconds", "egov_collection_duration_seconds",
+            "egov_observations_stored", "egov_build_info"} <= names
