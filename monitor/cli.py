@@ -190,6 +190,9 @@ def evaluate(
         values = service.kpis.compute(instant, windows, units=targets)
     finally:
         service.close()
+    if not values:
+        typer.echo(f"no KPI values for {', '.join(targets) or 'any unit'}: nothing is stored for these "
+                   "windows yet (run `egovmon collect` first, or pick another --as-of)", err=True)
     for v in values:
         if as_json:
             typer.echo(json.dumps({"kpi": v.kpi, "unit": v.unit, "window": v.window, "value": v.value,

@@ -27,7 +27,7 @@ class MaildirWriter:
         self.directory = directory
         self._sequence = count(1)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
         if isinstance(content, str):
             content = content.encode("utf-8")
@@ -50,6 +50,7 @@ class SmtpSink:
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
+        self.handler.directory.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
 
         def protocol() -> Any:

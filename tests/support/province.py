@@ -14,7 +14,7 @@ from monitor.config import Config, load_config
 from monitor.service import MonitorService
 from monitor.simulators.province import ProvinceModel
 from monitor.simulators.server import SimulatorServer
-from monitor.timeutil import FrozenClock
+from monitor.timeutil import Clock, FrozenClock
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # 10:00 in Hanoi
 BACKFILL_FROM = date(2025, 1, 1)  # spans the 2025 reform
@@ -41,7 +41,7 @@ def write_config(directory: Path, model: ProvinceModel, urls: dict[str, str], *,
 
 
 @asynccontextmanager
-async def simulated_service(directory: Path, model: ProvinceModel, *, clock: FrozenClock | None = None,
+async def simulated_service(directory: Path, model: ProvinceModel, *, clock: Clock | None = None,
                             database_url: str | None = None, **overrides: Any
                             ) -> AsyncIterator[tuple[MonitorService, SimulatorServer, Config]]:
     clock = clock or FrozenClock(NOW)
