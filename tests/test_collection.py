@@ -11,7 +11,7 @@ import pytest
 from monitor.simulators.province import ProvinceModel
 from monitor.simulators.server import Fault
 from monitor.timeutil import FrozenClock, Period, zone
-from tests.support.province import BACKFILL_FROM, NOW, simulated_service
+from tests.support.province import NOW, simulated_service
 
 VN = zone("Asia/Ho_Chi_Minh")
 
@@ -146,4 +146,3 @@ def test_registry_writes_staff_for_units_valid_today(tmp_path: Path, province: P
 
     expected = sum(1 for u in province.unit_tree().valid_on(date(2026, 11, 22)) if u.staff_count > 0)
     assert run(scenario()) == expected
-    assert BACKFILL_FROM < date(2026, 11, 22)

@@ -55,7 +55,8 @@ async def test_prometheus_scrapes_kpis_for_every_unit(tmp_path: Path, province: 
                               if f.name == "egov_kpi_value" for s in f.samples}
             assert len(exported_units) >= 200
 
-            prometheus = prometheus_factory([f"127.0.0.1:{http.port}"])
+            # A few MB per scrape: give it a realistic interval (the timeout equals it).
+            prometheus = prometheus_factory([f"127.0.0.1:{http.port}"], scrape_interval="5s")
             targets = await asyncio.to_thread(prometheus.wait_until_scraped, 60)
             assert all(t["health"] == "up" for t in targets)
             result = await asyncio.to_thread(prometheus.query, "count(count by (unit) (egov_kpi_value))")
@@ -63,14 +64,13 @@ async def test_prometheus_scrapes_kpis_for_every_unit(tmp_path: Path, province: 
 
             expected = next(v for v in service.snapshot if v.unit == PROVINCE and v.window == "ytd"
                             and v.kpi == "online_dossier_rate")
-            query = ('egov_kpi_value{kpi="online_dossier_rate",window="ytd",unit="%s"}' % PROVINCE)
+            query = f'egov_kpi_value{{kpi="online_dossier_rate",window="ytd",unit="{PROVINCE}"}}'
             (sample,) = await asyncio.to_thread(prometheus.query, query)
             assert float(sample["value"][1]) == expected.value
             # A correct roll-up in PromQL: Σ numerators / Σ denominators of the top-level units.
+            top_level = f'kpi="online_dossier_rate",window="ytd",unit!="{PROVINCE}",level!="agency"'
             rolled = await asyncio.to_thread(prometheus.query, (
-                'sum(egov_kpi_numerator{kpi="online_dossier_rate",window="ytd",unit!="%s",level!="agency"})'
-                ' / sum(egov_kpi_denominator{kpi="online_dossier_rate",window="ytd",unit!="%s",level!="agency"})'
-                % (PROVINCE, PROVINCE)))
+                f"sum(egov_kpi_numerator{{{top_level}}}) / sum(egov_kpi_denominator{{{top_level}}})"))
             assert abs(float(rolled[0]["value"][1]) - expected.value) < 1e-9  # type: ignore[operator]
             # Vietnamese label values survive the trip through Prometheus.
             names = await asyncio.to_thread(prometheus.query, f'egov_unit_info{{unit="{PROVINCE}"}}')
