@@ -75,11 +75,16 @@ class KpiEngine:
         effective day (or only ``units``), each over its own subtree."""
         kpi_ids = list(kpis) if kpis is not None else list(self.catalog.kpis)
         wanted = set(units) if units is not None else None
+        if not windows:
+            return []
+        # One read for all windows: they overlap (month ⊂ quarter ⊂ ytd), and each
+        # window picks its own periods from the same rows.
+        spans = [window.bounds(as_of, self.tz) for window in windows]
+        measures = {m for k in kpi_ids for m in self.catalog.kpis[k].measures}
+        observations = self.store.load_observations(
+            measures, min(s for s, _ in spans), max(e for _, e in spans))
         results: list[KpiValue] = []
         for window in windows:
-            start, end = window.bounds(as_of, self.tz)
-            measures = {m for k in kpi_ids for m in self.catalog.kpis[k].measures}
-            observations = self.store.load_observations(measures, start, end)
             results.extend(self.compute_from(observations, as_of, window, kpi_ids, wanted))
         return results
 

@@ -11,6 +11,7 @@ import pytest
 from monitor.simulators.province import ProvinceModel
 from monitor.simulators.server import Fault
 from monitor.timeutil import FrozenClock, Period, zone
+from monitor.windows import Window
 from tests.support.province import NOW, simulated_service
 
 VN = zone("Asia/Ho_Chi_Minh")
@@ -146,3 +147,24 @@ def test_registry_writes_staff_for_units_valid_today(tmp_path: Path, province: P
 
     expected = sum(1 for u in province.unit_tree().valid_on(date(2026, 11, 22)) if u.staff_count > 0)
     assert run(scenario()) == expected
+
+
+def test_postgresql_computes_what_sqlite_computes(tmp_path: Path, province: ProvinceModel,
+                                                  postgres_url: str) -> None:
+    """The same collection over both databases yields the same observations and KPIs."""
+
+    async def on(database_url: str | None, directory: Path) -> tuple[int, list[Any]]:
+        directory.mkdir()
+        async with simulated_service(directory, province, database_url=database_url,
+                                     **{"thu-cong-vu": {"enabled": False}}) as (service, _, _):
+            summaries = await service.runner.collect_all(backfill=(date(2025, 5, 1), date(2025, 8, 31)))
+            assert all(s.ok for s in summaries)
+            as_of = Period.of_month(2025, 8, VN).end - timedelta(seconds=1)
+            windows = [Window.parse(w) for w in ("month", "quarter", "ytd", "latest")]
+            values = service.kpis.compute(as_of, windows)
+            return service.store.count_observations(), sorted(values, key=repr)
+
+    sqlite_count, sqlite_values = run(on(None, tmp_path / "sqlite"))
+    pg_count, pg_values = run(on(postgres_url, tmp_path / "pg"))
+    assert pg_count == sqlite_count > 0
+    assert pg_values == sqlite_values and len(pg_values) > 100

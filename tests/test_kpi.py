@@ -128,3 +128,17 @@ def test_zero_denominator_is_no_data_not_zero(engine: KpiEngine) -> None:
     values = by_unit(engine.compute(end_of(2026, 3), [Window.parse("month")]),
                      "outgoing_docs_electronic_rate")
     assert values[DEPT].value is None
+
+
+def test_rolling_window_sums_daily_periods(engine: KpiEngine) -> None:
+    observations = []
+    for offset in range(10):  # 1..10 March, e-documents rising by day
+        period = Period.of_day(date(2026, 3, 1) + timedelta(days=offset), VN)
+        observations += [Observation("docs_outgoing_electronic", DEPT, period, offset),
+                         Observation("docs_outgoing_total", DEPT, period, 10)]
+    store(engine, observations)
+    as_of = Period.of_day(date(2026, 3, 10), VN).start + timedelta(hours=12)
+    values = engine.compute(as_of, [Window.parse("rolling_3d"), Window.parse("month")], units=[DEPT])
+    got = {v.window: (v.numerator, v.denominator) for v in values if v.kpi == "outgoing_docs_electronic_rate"}
+    # 8, 9, 10 March (the days 7, 8, 9 e-documents); the month holds all ten days.
+    assert got == {"rolling_3d": (7 + 8 + 9, 30), "month": (sum(range(10)), 100)}
