@@ -216,8 +216,9 @@ class CollectionRunner:
         for obs in kept:
             by_key[(obs.unit, obs.period)][obs.measure] = obs
         refused: set[tuple[str, Period]] = set()
+        pairs = self.catalog.ratio_pairs()
         for key, group in by_key.items():
-            for part, whole in self.catalog.ratio_pairs():
+            for part, whole in pairs:
                 if part in group and whole in group and group[part].value > group[whole].value:
                     refused.add(key)
                     rejections.append(Rejection(
