@@ -154,7 +154,6 @@ def test_postgresql_computes_what_sqlite_computes(tmp_path: Path, province: Prov
     """The same collection over both databases yields the same observations and KPIs."""
 
     async def on(database_url: str | None, directory: Path) -> tuple[int, list[Any]]:
-        directory.mkdir()
         async with simulated_service(directory, province, database_url=database_url,
                                      **{"thu-cong-vu": {"enabled": False}}) as (service, _, _):
             summaries = await service.runner.collect_all(backfill=(date(2025, 5, 1), date(2025, 8, 31)))
@@ -164,6 +163,8 @@ def test_postgresql_computes_what_sqlite_computes(tmp_path: Path, province: Prov
             values = service.kpis.compute(as_of, windows)
             return service.store.count_observations(), sorted(values, key=repr)
 
+    (tmp_path / "sqlite").mkdir()
+    (tmp_path / "pg").mkdir()
     sqlite_count, sqlite_values = run(on(None, tmp_path / "sqlite"))
     pg_count, pg_values = run(on(postgres_url, tmp_path / "pg"))
     assert pg_count == sqlite_count > 0

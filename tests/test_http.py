@@ -59,7 +59,11 @@ async def test_prometheus_scrapes_kpis_for_every_unit(tmp_path: Path, province: 
             prometheus = prometheus_factory([f"127.0.0.1:{http.port}"], scrape_interval="5s")
             targets = await asyncio.to_thread(prometheus.wait_until_scraped, 60)
             assert all(t["health"] == "up" for t in targets)
-            result = await asyncio.to_thread(prometheus.query, "count(count by (unit) (egov_kpi_value))")
+            result = await asyncio.to_thread(prometheus.wait_for_data, "count(count by (unit) (egov_kpi_value))")
+            if not result:  # say what Prometheus saw
+                scraped = await asyncio.to_thread(prometheus.query, "scrape_samples_scraped")
+                raise AssertionError(f"no egov_kpi_value in Prometheus; targets={targets}; "
+                                     f"scrape_samples_scraped={scraped}; log: {prometheus.log_tail()}")
             assert int(float(result[0]["value"][1])) == len(exported_units)
 
             expected = next(v for v in service.snapshot if v.unit == PROVINCE and v.window == "ytd"

@@ -519,6 +519,21 @@ class PrometheusServer:
             )
         return body["data"]
 
+    def wait_for_data(self, expr: str, timeout: float = 30.0) -> list[Any]:
+        """The first non-empty answer to ``expr``. A target reports "up" as soon as its
+        scrape returns, before the samples are committed, so a query right after
+        ``wait_until_scraped`` can still come back empty on a large scrape."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if result or time.monotonic() >= deadline:
+                return result
+            time.sleep(0.2)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of Prometheus's own log, for failure messages."""
+        return _log_tail(self.log_path, lines) if self.log_path is not None else ""
+
     def query(self, expr: str) -> list[Any]:
         """Instant query; the ``result`` list (vector: ``[{"metric": {…}, "value": [t, "v"]}]``)."""
         result = self.api("query", {"query": expr})["result"]
