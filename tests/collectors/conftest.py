@@ -266,3 +266,15 @@ async def harness(server: SourceServer) -> AsyncIterator[Harness]:
     session = new_session()
     yield Harness(server, session)
     await session.close()
+
+
+def by_key(result: CollectionResult) -> dict[tuple[str, str], dict[str, float]]:
+    """(unit, period label) → measure → value."""
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for obs in result.observations:
+        table.setdefault((obs.unit, obs.period.label(TZ)), {})[obs.measure] = obs.value
+    return table
+
+
+def reasons(result: CollectionResult) -> list[str]:
+    return [r.reason for r in result.rejections]

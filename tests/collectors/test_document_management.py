@@ -9,7 +9,7 @@ import pytest
 
 from collectors import CollectionResult
 from monitor.timeutil import Period
-from tests.collectors.conftest import TZ, Harness, PayloadSet, load_payloads
+from tests.collectors.conftest import TZ, Harness, PayloadSet, by_key, load_payloads, reasons
 
 KIND = "document_management"
 
@@ -27,16 +27,6 @@ def expected_measures(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def by_key(result: CollectionResult) -> dict[tuple[str, str], dict[str, float]]:
-    """(unit, period label) → measure → value."""
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for obs in result.observations:
-        table.setdefault((obs.unit, obs.period.label(TZ)), {})[obs.measure] = obs.value
-    return table
-
-
-def reasons(result: CollectionResult) -> list[str]:
-    return [r.reason for r in result.rejections]
 
 
 @pytest.fixture

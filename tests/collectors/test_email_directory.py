@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from collectors import CollectionResult, MalformedPayload
 from collectors.email_directory import EmailDirectoryCollector
 from monitor.timeutil import Period
-from tests.collectors.conftest import TZ, Harness, PayloadSet, load_payloads
+from tests.collectors.conftest import TZ, Harness, PayloadSet, load_payloads, reasons
 
 KIND = "email_directory"
 NOW = datetime(2025, 11, 20, 3, 0, tzinfo=UTC)  # the recording's snapshot instant
@@ -29,9 +29,6 @@ def counts(result: CollectionResult) -> dict[str, tuple[float, float]]:
 def generalized(instant: datetime) -> str:
     return instant.strftime("%Y%m%d%H%M%SZ")
 
-
-def reasons(result: CollectionResult) -> list[str]:
-    return [r.reason for r in result.rejections]
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from collectors import CollectionResult, MalformedPayload
-from tests.collectors.conftest import TZ, Harness, PayloadSet, load_payloads
+from collectors import MalformedPayload
+from tests.collectors.conftest import Harness, PayloadSet, by_key, load_payloads, reasons
 
 KIND = "one_stop"
 
@@ -33,15 +33,6 @@ def expected_measures(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def by_key(result: CollectionResult) -> dict[tuple[str, str], dict[str, float]]:
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for obs in result.observations:
-        table.setdefault((obs.unit, obs.period.label(TZ)), {})[obs.measure] = obs.value
-    return table
-
-
-def reasons(result: CollectionResult) -> list[str]:
-    return [r.reason for r in result.rejections]
 
 
 @pytest.fixture
