@@ -65,10 +65,6 @@ class Catalog:
     measures: Mapping[str, Measure]
     kpis: Mapping[str, Kpi]
 
-    def name(self, kpi_id: str, language: str = "vi") -> str:
-        kpi = self.kpis[kpi_id]
-        return kpi.vi if language == "vi" else kpi.en
-
     def ratio_pairs(self) -> list[tuple[str, str]]:
         """(part, whole) measure pairs where the part can never exceed the whole."""
         pairs = []

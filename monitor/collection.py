@@ -115,7 +115,7 @@ class CollectionRunner:
     async def _collect(self, source: SourceConfig, backfill: tuple[date, date] | None,
                        dry_run: bool, progress: Progress | None) -> RunSummary:
         cls = collector_class(source.kind)
-        periods = self.plan(source, cls, backfill)
+        periods = await asyncio.to_thread(self.plan, source, cls, backfill)  # reads the watermark
         summary = RunSummary(source.id, ok=True, periods=len(periods),
                              first_period=periods[0] if periods else None,
                              last_period=periods[-1] if periods else None)

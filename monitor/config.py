@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from collectors import COLLECTORS, collector_class
 from monitor.errors import ConfigError, Problem
 from monitor.timeutil import DEFAULT_TIMEZONE, parse_duration
 from monitor.windows import Window
@@ -125,16 +126,12 @@ class SourceConfig(_Frozen):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from collectors import COLLECTORS
-
         if value not in COLLECTORS:
             raise ValueError(f"unknown source kind {value!r} (known: {', '.join(sorted(COLLECTORS))})")
         return value
 
     @model_validator(mode="after")
     def _options_for_kind(self) -> SourceConfig:
-        from collectors import collector_class
-
         try:
             collector_class(self.kind).Options.model_validate(self.options)
         except ValidationError as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
 from monitor.catalog import Catalog, Kpi
@@ -51,9 +51,7 @@ class KpiValue:
 class _Accumulator:
     numerator: float = 0.0
     denominator: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.reporting: set[str] = set()
+    reporting: set[str] = field(default_factory=set)  # units that contributed
 
     def add(self, numerator: float, denominator: float, leaf: str) -> None:
         self.numerator += numerator

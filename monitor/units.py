@@ -164,8 +164,29 @@ class UnitTree:
         """Parent, grandparent, … of ``code`` as the tree stood on ``day``."""
         return self.ancestor_table(day).get(code, ())
 
+    @cached_property
+    def _ancestor_tables(self) -> dict[date, dict[str, tuple[str, ...]]]:
+        return {}
+
     def ancestor_table(self, day: date) -> dict[str, tuple[str, ...]]:
-        return _ancestor_table(self, day)
+        """Unit → its ancestors, as the tree stood on ``day`` (cached per day: the
+        tree changes rarely, roll-ups ask for the same few days many times)."""
+        table = self._ancestor_tables.get(day)
+        if table is None:
+            table = self._ancestor_tables[day] = self._build_ancestor_table(day)
+        return table
+
+    def _build_ancestor_table(self, day: date) -> dict[str, tuple[str, ...]]:
+        parents = {u.code: u.parent for u in self.valid_on(day)}
+        table: dict[str, tuple[str, ...]] = {}
+        for code in parents:
+            chain: list[str] = []
+            current = parents.get(code)
+            while current is not None and current in parents and current not in chain:
+                chain.append(current)
+                current = parents.get(current)
+            table[code] = tuple(chain)
+        return table
 
     def subtree(self, code: str, day: date) -> list[str]:
         """``code`` and every unit below it on ``day``."""
@@ -178,29 +199,6 @@ class UnitTree:
 
     def display_group(self, group: str, language: str = "vi") -> str:
         return self.group_names.get(group, {}).get(language, group)
-
-
-_ANCESTOR_CACHE: dict[tuple[int, date], dict[str, tuple[str, ...]]] = {}
-
-
-def _ancestor_table(tree: UnitTree, day: date) -> dict[str, tuple[str, ...]]:
-    key = (id(tree), day)
-    cached = _ANCESTOR_CACHE.get(key)
-    if cached is not None:
-        return cached
-    parents = {u.code: u.parent for u in tree.valid_on(day)}
-    table: dict[str, tuple[str, ...]] = {}
-    for code in parents:
-        chain: list[str] = []
-        current = parents.get(code)
-        while current is not None and current in parents and current not in chain:
-            chain.append(current)
-            current = parents.get(current)
-        table[code] = tuple(chain)
-    if len(_ANCESTOR_CACHE) > 4096:
-        _ANCESTOR_CACHE.clear()
-    _ANCESTOR_CACHE[key] = table
-    return table
 
 
 # --------------------------------------------------------------------------- loading

@@ -9,8 +9,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.http import HttpServer
+from monitor.storage import Store, create_engine_for
 from monitor.simulators.province import ProvinceModel
-from tests.support.components import PrometheusServer, promtool_check_metrics
+from tests.support.components import PrometheusServer, free_port, promtool_check_metrics
 from tests.support.province import simulated_service
 
 PROVINCE = "000.00.00.H99"
@@ -35,6 +36,10 @@ async def test_readiness_follows_the_first_snapshot(tmp_path: Path, province: Pr
                 assert (await get(session, base + "/readyz"))[0] == 200
                 status, _, body = await get(session, base + "/nowhere")
                 assert status == 404 and body.startswith("{")  # JSON error, no stack trace
+                # The one seam: the store now points at a database nobody serves.
+                service.store = Store(create_engine_for(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x"))
+                status, _, body = await get(session, base + "/readyz")
+                assert status == 503 and "database not reachable" in body
         finally:
             await http.stop()
 

@@ -107,3 +107,4 @@ def test_csv_problem_names_row(tmp_path: Path) -> None:
     text = "code,name,level,group\n000.00.00.H99,Tỉnh,province,tinh\nbad,Xã,commune,xa\n"
     with pytest.raises(ConfigError, match=r"units.csv:3: code"):
         load_units(write(tmp_path, text, "units.csv"))
+

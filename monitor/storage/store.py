@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from collectors.base import Observation, Rejection
@@ -97,14 +97,14 @@ class Store:
         with self.engine.connect() as connection:
             return [StoredObservation(*row) for row in connection.execute(query)]
 
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (a cheap query, for readiness)."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
+
     def count_observations(self) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(OBS)).scalar_one())
-
-    def latest_period_end(self, source: str) -> datetime | None:
-        with self.engine.connect() as connection:
-            return connection.execute(  # type: ignore[no-any-return]
-                select(func.max(OBS.c.period_end)).where(OBS.c.source == source)).scalar_one()
 
     # ------------------------------------------------------------------ watermarks
 
@@ -198,7 +198,3 @@ class Store:
                                         .values(status="failed", finished_at=at,
                                                 error="interrupted (process stopped)"))
             return result.rowcount
-
-    def delete_source_data(self, source: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(OBS).where(OBS.c.source == source))
