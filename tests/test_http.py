@@ -9,8 +9,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.http import HttpServer
-from monitor.storage import Store, create_engine_for
 from monitor.simulators.province import ProvinceModel
+from monitor.storage import Store, create_engine_for
 from tests.support.components import PrometheusServer, free_port, promtool_check_metrics
 from tests.support.province import simulated_service
 
