@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 def trigger_for(schedule: Schedule, timezone: str) -> BaseTrigger:
     jitter = int(schedule.jitter.total_seconds()) or None
     if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=timezone)
+        minute, hour, day, month, day_of_week = schedule.cron.split()
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
+                           timezone=timezone, jitter=jitter)
     assert schedule.interval is not None
     return IntervalTrigger(seconds=schedule.interval.total_seconds(), timezone=timezone,
                            jitter=jitter)

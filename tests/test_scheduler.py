@@ -21,6 +21,11 @@ def test_cron_is_read_in_the_provinces_timezone() -> None:
     assert fire is not None and fire.astimezone(UTC) == datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 
 
+def test_cron_carries_jitter_too() -> None:
+    trigger = trigger_for(Schedule(cron="0 * * * *", jitter=timedelta(seconds=45)), "Asia/Ho_Chi_Minh")
+    assert isinstance(trigger, CronTrigger) and trigger.jitter == 45
+
+
 def test_interval_carries_jitter() -> None:
     trigger = trigger_for(Schedule(interval=timedelta(minutes=15), jitter=timedelta(seconds=20)),
                           "Asia/Ho_Chi_Minh")
