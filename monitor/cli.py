@@ -164,9 +164,12 @@ def evaluate(
     as_of: Annotated[str | None, typer.Option(help="Date (YYYY-MM-DD, province's calendar); default now.")] = None,
     unit: Annotated[str | None, typer.Option(help="Unit code; default the province (root units).")] = None,
     window: Annotated[list[str] | None, typer.Option(help="Window(s), e.g. month, ytd, rolling_30d.")] = None,
+    scope: Annotated[str, typer.Option(help="subtree (the unit and all below it) or self (its own data).")] = "subtree",
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """Compute KPIs from stored observations and print them."""
+    if scope not in ("subtree", "self"):
+        raise _fail(f"--scope: write subtree or self, got: {scope!r}", 2)
     from monitor.windows import Window
 
     config = _load()
@@ -187,7 +190,7 @@ def evaluate(
             raise _fail(f"--unit: no unit {unit!r} in {config.units.file}", 2)
         day = instant.astimezone(config.tz).date()
         targets = [unit] if unit else [u.code for u in service.units.valid_on(day) if u.parent is None]
-        values = service.kpis.compute(instant, windows, units=targets)
+        values = service.kpis.compute(instant, windows, units=targets, scope=scope)
     finally:
         service.close()
     if not values:

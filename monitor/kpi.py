@@ -24,12 +24,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Literal
 
 from monitor.catalog import Catalog, Kpi
 from monitor.storage.store import Store, StoredObservation
 from monitor.timeutil import local_date
 from monitor.units import UnitTree
 from monitor.windows import Window
+
+Scope = Literal["subtree", "self"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,11 @@ class KpiEngine:
 
     def compute(self, as_of: datetime, windows: Sequence[Window], *,
                 kpis: Iterable[str] | None = None,
-                units: Iterable[str] | None = None) -> list[KpiValue]:
+                units: Iterable[str] | None = None, scope: Scope = "subtree") -> list[KpiValue]:
         """Every requested KPI × window for every unit valid at the window's
-        effective day (or only ``units``), each over its own subtree."""
+        effective day (or only ``units``), each over its subtree — or, with
+        ``scope="self"``, over the unit's own data only (a department without its
+        agencies)."""
         kpi_ids = list(kpis) if kpis is not None else list(self.catalog.kpis)
         wanted = set(units) if units is not None else None
         if not windows:
@@ -83,12 +88,12 @@ class KpiEngine:
             measures, min(s for s, _ in spans), max(e for _, e in spans))
         results: list[KpiValue] = []
         for window in windows:
-            results.extend(self.compute_from(observations, as_of, window, kpi_ids, wanted))
+            results.extend(self.compute_from(observations, as_of, window, kpi_ids, wanted, scope))
         return results
 
     def compute_from(self, observations: Iterable[StoredObservation], as_of: datetime,
                      window: Window, kpi_ids: Sequence[str],
-                     wanted: set[str] | None = None) -> list[KpiValue]:
+                     wanted: set[str] | None = None, scope: Scope = "subtree") -> list[KpiValue]:
         """The arithmetic, separated from loading so it can be measured and tested alone."""
         start, end = window.bounds(as_of, self.tz)
         effective_day = local_date(min(as_of, end - timedelta(microseconds=1)), self.tz)
@@ -99,9 +104,9 @@ class KpiEngine:
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
             if self._is_flow(kpi):
-                totals = self._roll_up_flows(kpi, flows)
+                totals = self._roll_up_flows(kpi, flows, scope)
             else:
-                totals = self._roll_up_stocks(kpi, stocks, effective_day)
+                totals = self._roll_up_stocks(kpi, stocks, effective_day, scope)
             for code in report_on:
                 acc = totals.get(code)
                 if acc is not None:
@@ -148,11 +153,14 @@ class KpiEngine:
 
     # ------------------------------------------------------------------ roll-ups
 
-    def _targets(self, unit: str, day: date) -> tuple[str, ...]:
+    def _targets(self, unit: str, day: date, scope: Scope) -> tuple[str, ...]:
+        """The units whose value ``unit``'s data counts towards on ``day``."""
+        if scope == "self":
+            return (unit,)
         return (unit, *self.units.ancestors(unit, day))
 
-    def _roll_up_flows(self, kpi: Kpi, flows: dict[tuple[str, datetime], dict[str, float]]
-                       ) -> dict[str, _Accumulator]:
+    def _roll_up_flows(self, kpi: Kpi, flows: dict[tuple[str, datetime], dict[str, float]],
+                       scope: Scope) -> dict[str, _Accumulator]:
         totals: dict[str, _Accumulator] = defaultdict(_Accumulator)
         needed = kpi.measures
         for (unit, period_start), values in flows.items():
@@ -160,12 +168,12 @@ class KpiEngine:
                 continue
             numerator = sum(values[m] for m in kpi.numerator)
             denominator = sum(values[m] for m in kpi.denominator)
-            for target in self._targets(unit, local_date(period_start, self.tz)):
+            for target in self._targets(unit, local_date(period_start, self.tz), scope):
                 totals[target].add(numerator, denominator, unit)
         return totals
 
     def _roll_up_stocks(self, kpi: Kpi, stocks: dict[str, dict[str, tuple[datetime, float]]],
-                        day: date) -> dict[str, _Accumulator]:
+                        day: date, scope: Scope) -> dict[str, _Accumulator]:
         totals: dict[str, _Accumulator] = defaultdict(_Accumulator)
         needed = kpi.measures
         valid_today = self.units.ancestor_table(day)
@@ -174,6 +182,6 @@ class KpiEngine:
                 continue
             numerator = sum(values[m][1] for m in kpi.numerator)
             denominator = sum(values[m][1] for m in kpi.denominator)
-            for target in (unit, *valid_today[unit]):
+            for target in self._targets(unit, day, scope):
                 totals[target].add(numerator, denominator, unit)
         return totals

@@ -39,6 +39,8 @@ def test_usage_errors_exit_2(tmp_path: Path, province: ProvinceModel) -> None:
     assert code == 2 and "after" in output
     code, output = invoke("-c", config, "evaluate", "--unit", "000.99.99.H99")
     assert code == 2 and "000.99.99.H99" in output
+    code, output = invoke("-c", config, "evaluate", "--scope", "everything")
+    assert code == 2 and "subtree or self" in output
     code, output = invoke("-c", config, "evaluate", "--window", "fortnight")
     assert code == 2 and "rolling_<N>d" in output
     code, output = invoke("-c", str(tmp_path / "missing.yaml"), "config", "check")

@@ -142,3 +142,15 @@ def test_rolling_window_sums_daily_periods(engine: KpiEngine) -> None:
     got = {v.window: (v.numerator, v.denominator) for v in values if v.kpi == "outgoing_docs_electronic_rate"}
     # 8, 9, 10 March (the days 7, 8, 9 e-documents); the month holds all ten days.
     assert got == {"rolling_3d": (7 + 8 + 9, 30), "month": (sum(range(10)), 100)}
+
+
+def test_scope_self_counts_only_the_units_own_data(engine: KpiEngine) -> None:
+    # The district's own office, and its two communes below it.
+    store(engine, docs(DISTRICT, 2025, 6, 40, 50) + docs(OLD_A, 2025, 6, 5, 50) + docs(OLD_B, 2025, 6, 10, 40))
+    as_of = end_of(2025, 6)
+    own = by_unit(engine.compute(as_of, [Window.parse("month")], scope="self"), "outgoing_docs_electronic_rate")
+    below = by_unit(engine.compute(as_of, [Window.parse("month")]), "outgoing_docs_electronic_rate")
+    assert (own[DISTRICT].numerator, own[DISTRICT].denominator) == (40, 50)
+    assert (below[DISTRICT].numerator, below[DISTRICT].denominator) == (40 + 5 + 10, 50 + 50 + 40)
+    assert PROVINCE not in own  # the province has no data of its own
+    assert own[OLD_A].value == below[OLD_A].value  # a leaf is the same either way
