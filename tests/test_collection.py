@@ -10,9 +10,9 @@ import pytest
 
 from monitor.simulators.province import ProvinceModel
 from monitor.simulators.server import Fault
-from monitor.timeutil import FrozenClock, Period, zone
+from monitor.timeutil import FrozenClock, Period, iter_periods, local_midnight, zone
 from monitor.windows import Window
-from tests.support.province import NOW, simulated_service
+from tests.support.province import BACKFILL_FROM, NOW, simulated_service
 
 VN = zone("Asia/Ho_Chi_Minh")
 
@@ -34,8 +34,9 @@ def test_watermark_resumes_at_the_first_unsettled_period(tmp_path: Path, provinc
                     "after": service.store.watermark("qlvb"), "settle": config.source("qlvb").settle}
 
     out = run(scenario())
-    months_2025_to_nov_2026 = 12 + 11
-    assert out["first"].ok and out["first"].periods == months_2025_to_nov_2026
+    months = list(iter_periods(local_midnight(BACKFILL_FROM, VN), NOW, "month", VN))
+    assert [months[0].label(VN), months[-1].label(VN)] == ["2025-01", "2026-11"]
+    assert out["first"].ok and out["first"].periods == len(months)
     # On 22 Nov, October ended 22 days ago (settled) and November is open.
     assert out["watermark"] == Period.of_month(2026, 11, VN).start
     assert out["second"].periods == 2  # November again (late corrections) and December so far

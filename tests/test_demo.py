@@ -12,9 +12,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.demo import HISTORY_MONTHS
 from tests.support.components import promtool_check_metrics
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.process import REPO, read_until, spawn, stop
 
 
 def egovmon(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -36,27 +36,11 @@ def test_demo_once_runs_a_complete_cycle(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     first_periods = [int(n) for n in re.findall(r"qlvb\s+(\d+) periods", result.stdout)]
     second_periods = [int(n) for n in re.findall(r"qlvb\s+(\d+) periods", again.stdout)]
-    assert first_periods == [24] and second_periods[0] < 3
-
-
-def read_until(process: subprocess.Popen[str], pattern: str, deadline: float) -> re.Match[str]:
-    assert process.stdout is not None
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"never printed {pattern!r}; output:\n{''.join(seen)}")
+    assert first_periods == [HISTORY_MONTHS] and second_periods[0] < 3
 
 
 def test_demo_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "monitor", "demo", "--data-dir", str(tmp_path),
-                                "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = spawn("monitor", "demo", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0")
     try:
         port = int(read_until(process, r"serving http://127\.0\.0\.1:(\d+)/metrics",
                               time.monotonic() + 120).group(1))
@@ -78,6 +62,4 @@ def test_demo_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
