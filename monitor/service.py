@@ -48,6 +48,9 @@ class MonitorService:
         self.windows = [Window.parse(w) for w in config.exporter.windows]
         self.snapshot: list[KpiValue] = []
         self.ready = False
+        # Refreshes follow each source's collection and a timer; one at a time, so an
+        # older computation can never publish over a newer one.
+        self._refreshing = asyncio.Lock()
 
     def prepare(self) -> None:
         """Schema up to date; runs a killed process left open are closed; health
@@ -68,6 +71,10 @@ class MonitorService:
 
     async def refresh_kpis(self, as_of: datetime | None = None) -> list[KpiValue]:
         """Recompute the KPI snapshot and publish it for /metrics."""
+        async with self._refreshing:
+            return await self._refresh(as_of)
+
+    async def _refresh(self, as_of: datetime | None) -> list[KpiValue]:
         started = time.perf_counter()
         as_of = as_of or self.clock.now()
         values = await asyncio.to_thread(self.kpis.compute, as_of, self.windows)
