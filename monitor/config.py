@@ -185,6 +185,16 @@ class CatalogConfig(_Frozen):
     file: Path | None = None
 
 
+class RulesConfig(_Frozen):
+    """Target rules and composite indices. ``shipped`` names packs under the
+    project's ``rules/`` folder; ``files`` adds the deployment's own files or
+    folders. ``indices`` defaults to the shipped ``rules/indices``."""
+
+    shipped: tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], ...] = ("national",)
+    files: tuple[Path, ...] = ()
+    indices: tuple[Path, ...] | None = None
+
+
 class ExporterConfig(_Frozen):
     windows: tuple[str, ...] = ("month", "ytd")
     evaluate_interval: Duration = timedelta(minutes=5)
@@ -216,6 +226,7 @@ class Config(_Frozen):
     units: UnitsConfig
     catalog: CatalogConfig = CatalogConfig()
     sources: tuple[SourceConfig, ...] = ()
+    rules: RulesConfig = RulesConfig()
     exporter: ExporterConfig = ExporterConfig()
     path: Path | None = None
 
@@ -300,6 +311,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get("file"), str):
             data[section] = {**block, "file": (base / block["file"]).expanduser()}
+    rules = data.get("rules")
+    if isinstance(rules, dict):
+        rules = dict(rules)
+        for key in ("files", "indices"):
+            if isinstance(rules.get(key), list):
+                rules[key] = [(base / item).expanduser() if isinstance(item, str) else item for item in rules[key]]
+        data["rules"] = rules
     database = data.get("database")
     if isinstance(database, dict) and isinstance(database.get("url"), str):
         data["database"] = {**database, "url": resolve_sqlite_url(database["url"], base)}

@@ -47,7 +47,7 @@ class YamlDocument:
         for err in exc.errors():
             loc = (*prefix, *err["loc"])
             dotted = format_loc(loc)
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if err["type"] not in {"missing", "extra_forbidden"} and "input" in err:
                 shown = repr(err["input"])
                 if len(shown) < 80 and not isinstance(err["input"], dict | list):

@@ -1,0 +1,1 @@
+"""Targets with deadlines: rule files, their evaluation, forecasts and scores."""
