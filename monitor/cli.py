@@ -14,7 +14,12 @@ from typing import Annotated, Any
 import typer
 
 from monitor import __version__
-from monitor.config import DEFAULT_LISTEN, Config, load_config
+from monitor.cli_common import fail as _fail
+from monitor.cli_common import load as _load
+from monitor.cli_common import open_service as _service
+from monitor.cli_common import state
+from monitor.cli_rules import rules_app
+from monitor.config import DEFAULT_LISTEN
 from monitor.errors import ConfigError
 
 app = typer.Typer(help="egov-kpi-monitor: e-government KPIs per unit, against official targets.",
@@ -23,13 +28,7 @@ config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
-
-
-class State:
-    config_path: Path = Path("monitor.yaml")
-
-
-state = State()
+app.add_typer(rules_app, name="rules")
 
 
 @app.callback()
@@ -48,28 +47,6 @@ def main_options(
     # Alembic narrates every migration step at INFO; our own log says the revision.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
-
-
-def _load() -> Config:
-    try:
-        return load_config(state.config_path)
-    except ConfigError as exc:
-        raise _fail(f"configuration is not valid:\n{exc}", 2) from None
-
-
-def _service(config: Config) -> Any:
-    from monitor.service import MonitorService
-
-    try:
-        service = MonitorService(config)
-    except ConfigError as exc:
-        raise _fail(f"configuration is not valid:\n{exc}", 2) from None
-    service.prepare()
-    return service
 
 
 # ---------------------------------------------------------------------------- commands

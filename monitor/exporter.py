@@ -36,7 +36,7 @@ def format_value(value: float) -> str:
     return repr(float(value)) if value != int(value) or abs(value) >= 1e15 else f"{int(value)}"
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+def labels_text(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs) + "}"
 
 
@@ -45,6 +45,12 @@ class Family:
     name: str
     help: str
     kind: str = "gauge"
+
+
+def family_lines(fam: Family, rows: Iterable[tuple[str, float]]) -> list[str]:
+    """HELP, TYPE and one line per (rendered label set, value)."""
+    return [f"# HELP {fam.name} {fam.help}", f"# TYPE {fam.name} {fam.kind}",
+            *(f"{fam.name}{labels} {format_value(number)}" for labels, number in rows)]
 
 
 KPI_VALUE = Family("egov_kpi_value", "KPI value (ratio 0-1) of the unit's subtree over the window")
@@ -69,9 +75,7 @@ def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: Uni
                                        f'level="{escape_label(level)}",group="{escape_label(group)}"')
 
     def family(fam: Family, rows: Iterable[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {fam.name} {fam.help}")
-        lines.append(f"# TYPE {fam.name} {fam.kind}")
-        lines.extend(f"{fam.name}{labels} {format_value(number)}" for labels, number in rows)
+        lines.extend(family_lines(fam, rows))
 
     def series(value: KpiValue) -> str:
         return (f'{{kpi="{escape_label(value.kpi)}",{unit_labels[value.unit]},'
@@ -82,11 +86,11 @@ def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: Uni
     family(KPI_DENOMINATOR, ((series(v), v.denominator) for v in values))
     family(KPI_REPORTING, ((series(v), float(v.units_reporting)) for v in values))
     family(UNIT_INFO, (
-        (_labels([("unit", u.code), ("name", u.name), ("level", u.level.value), ("group", u.group),
+        (labels_text([("unit", u.code), ("name", u.name), ("level", u.level.value), ("group", u.group),
                   ("parent", u.parent or "")]), 1.0)
         for code in unit_labels if (u := units.get(code)) is not None))
     family(KPI_INFO, (
-        (_labels([("kpi", k), ("name", kpi.vi), ("name_en", kpi.en), ("direction", kpi.direction)]),
+        (labels_text([("kpi", k), ("name", kpi.vi), ("name_en", kpi.en), ("direction", kpi.direction)]),
          1.0) for k, kpi in catalog.kpis.items()))
     return ("\n".join(lines) + "\n").encode("utf-8")
 

@@ -45,6 +45,17 @@ class ServiceMetrics:
         self.kpi_computation_duration = Gauge(
             "egov_kpi_computation_duration_seconds", "Duration of the last KPI computation",
             registry=r)
+        self.evaluation_duration = Gauge(
+            "egov_evaluation_duration_seconds", "Duration of the last evaluation of the target rules",
+            registry=r)
+        self.rules_loaded = Gauge("egov_rules_loaded", "Target rules in force", registry=r)
+        self.rules_reload_success = Gauge(
+            "egov_rules_last_reload_success",
+            "1 if the last (re)load of the rule files succeeded; 0 if it was refused and the previous rules kept",
+            registry=r)
+        self.rules_reloaded_at = Gauge(
+            "egov_rules_last_reload_success_timestamp_seconds", "Unix time of the last successful rules reload",
+            registry=r)
         self.kpi_computed_at = Gauge(
             "egov_kpi_computed_timestamp_seconds", "Unix time of the last KPI computation",
             registry=r)

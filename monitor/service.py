@@ -19,11 +19,25 @@ from collectors.http import new_session
 from monitor.catalog import Catalog, load_catalog
 from monitor.collection import CollectionRunner, Progress, RunSummary
 from monitor.config import Config
+from monitor.errors import ConfigError
 from monitor.exporter import Exposition, render_kpi_families
 from monitor.kpi import KpiEngine, KpiValue
 from monitor.metrics import ServiceMetrics
+from monitor.scoring import (
+    SHIPPED_INDICES_DIR,
+    ScoringIndex,
+    UnitScore,
+    compute_scores,
+    load_indices,
+    render_score_families,
+    scored_units,
+)
 from monitor.storage import Store, create_engine_for, upgrade_database
-from monitor.timeutil import Clock, SystemClock
+from monitor.storage.results import ResultStore
+from monitor.targets.evaluate import Evaluation, Evaluator
+from monitor.targets.export import render_target_families
+from monitor.targets.loader import RuleSet, configured_rule_paths, load_rules
+from monitor.timeutil import Clock, SystemClock, local_date
 from monitor.units import UnitTree, load_units
 from monitor.windows import Window
 
@@ -46,7 +60,17 @@ class MonitorService:
                                        self.clock, session_factory)
         self.kpis = KpiEngine(self.catalog, self.units, self.store, config.tz)
         self.windows = [Window.parse(w) for w in config.exporter.windows]
+        self.results = ResultStore(self.engine)
+        self.evaluator = Evaluator(self.catalog, self.units, self.store, config.tz)
+        self.rules: RuleSet = self.load_rules()
+        self.indices: tuple[ScoringIndex, ...] = load_indices(
+            config.rules.indices if config.rules.indices is not None else [SHIPPED_INDICES_DIR],
+            self.catalog, self.units)
+        self.scores: list[UnitScore] = []
+        self.metrics.rules_loaded.set(len(self.rules))
+        self.metrics.rules_reload_success.set(1)
         self.snapshot: list[KpiValue] = []
+        self.evaluations: list[Evaluation] = []
         self.ready = False
         # Refreshes follow each source's collection and a timer; one at a time, so an
         # older computation can never publish over a newer one.
@@ -69,6 +93,28 @@ class MonitorService:
                     self.metrics.source_last_success.labels(health.source).set(
                         health.last_success_at.timestamp())
 
+    def load_rules(self) -> RuleSet:
+        """Read the configured rule files; raise ConfigError listing every problem."""
+        paths = configured_rule_paths(self.config.rules.shipped, self.config.rules.files)
+        return load_rules(paths, self.catalog, self.units)
+
+    def reload_rules(self) -> ConfigError | None:
+        """Swap in the rule files as they are now — or, when they have mistakes,
+        keep running on the last valid rules and return what is wrong."""
+        try:
+            rules = self.load_rules()
+        except ConfigError as exc:
+            self.metrics.rules_reload_success.set(0)
+            log.error("rule files not reloaded, still running on the %d rules loaded before:\n%s",
+                      len(self.rules), exc)
+            return exc
+        self.rules = rules
+        self.metrics.rules_loaded.set(len(rules))
+        self.metrics.rules_reload_success.set(1)
+        self.metrics.rules_reloaded_at.set(self.clock.now().timestamp())
+        log.info("rules reloaded: %d rules from %d files", len(rules), len(rules.files))
+        return None
+
     async def refresh_kpis(self, as_of: datetime | None = None) -> list[KpiValue]:
         """Recompute the KPI snapshot and publish it for /metrics."""
         async with self._refreshing:
@@ -78,13 +124,41 @@ class MonitorService:
         started = time.perf_counter()
         as_of = as_of or self.clock.now()
         values = await asyncio.to_thread(self.kpis.compute, as_of, self.windows)
+        self.metrics.kpi_computation_duration.set(time.perf_counter() - started)
+        started = time.perf_counter()
+        rules = self.rules
+        evaluations = await asyncio.to_thread(self.evaluate_and_store, rules, as_of)
+        scores = await asyncio.to_thread(self.score_and_store, as_of)
+        self.metrics.evaluation_duration.set(time.perf_counter() - started)
         text = await asyncio.to_thread(render_kpi_families, values, self.catalog, self.units)
+        text += await asyncio.to_thread(render_target_families, evaluations, rules, self.catalog, self.units,
+                                        self.config.tz)
+        text += render_score_families(scores, self.indices).encode("utf-8")
         self.exposition.publish(text)
         self.snapshot = values
-        self.metrics.kpi_computation_duration.set(time.perf_counter() - started)
+        self.evaluations = evaluations
+        self.scores = scores
         self.metrics.kpi_computed_at.set(self.clock.now().timestamp())
         self.ready = True
         return values
+
+    def evaluate_and_store(self, rules: RuleSet, as_of: datetime) -> list[Evaluation]:
+        """Evaluate every rule at ``as_of`` and store the results (replacing that day's)."""
+        evaluations = self.evaluator.evaluate(rules, as_of)
+        self.results.save_evaluations(evaluations, self.clock.now())
+        return evaluations
+
+    def score_and_store(self, as_of: datetime) -> list[UnitScore]:
+        """Every composite index for its units at ``as_of``, ranked and stored."""
+        day = local_date(as_of, self.config.tz)
+        scores: list[UnitScore] = []
+        for index in self.indices:
+            units = [u.code for u in scored_units(index, self.units, day)]
+            values = self.kpis.compute(as_of, [Window.parse(index.window)], kpis=index.kpis, units=units,
+                                       scope=index.scope)
+            scores.extend(compute_scores(index, values, self.units, day))
+        self.results.save_scores(scores, day, self.clock.now())
+        return scores
 
     async def cycle(self, *, progress: Progress | None = None,
                     backfill: tuple[date, date] | None = None) -> list[RunSummary]:

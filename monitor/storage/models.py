@@ -3,11 +3,13 @@ on SQLite, which would otherwise hand back naive values."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -135,3 +137,72 @@ class CollectionRunRow(Base):
     observations: Mapped[int] = mapped_column(Integer, default=0)
     rejections: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class EvaluationRow(Base):
+    """One target rule evaluated for one unit, as of one day (the province's
+    calendar). Re-evaluating the same day replaces the row, so the table keeps one
+    evaluation per rule, unit and day: a history that can be re-derived."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        UniqueConstraint("rule", "unit", "as_of_day", name="uq_evaluations_key"),
+        Index("ix_evaluations_day", "as_of_day"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    kpi: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(35))
+    as_of_day: Mapped[date] = mapped_column(Date)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    window: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    actual: Mapped[float | None] = mapped_column(Float)
+    numerator: Mapped[float] = mapped_column(Float)
+    denominator: Mapped[float] = mapped_column(Float)
+    units_reporting: Mapped[int] = mapped_column(Integer)
+    comparator: Mapped[str] = mapped_column(String(2))
+    target: Mapped[float] = mapped_column(Float)
+    expected: Mapped[float] = mapped_column(Float)
+    gap: Mapped[float | None] = mapped_column(Float)
+    gap_to_target: Mapped[float | None] = mapped_column(Float)
+    deadline: Mapped[date] = mapped_column(Date)
+    baseline_value: Mapped[float | None] = mapped_column(Float)
+    baseline_date: Mapped[date | None] = mapped_column(Date)
+    data_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    forecast_value: Mapped[float | None] = mapped_column(Float)
+    forecast_reached_on: Mapped[date | None] = mapped_column(Date)
+    forecast_reachable: Mapped[bool | None] = mapped_column(Boolean)
+    forecast_points: Mapped[int] = mapped_column(Integer)
+    trend_per_year: Mapped[float | None] = mapped_column(Float)
+    clear: Mapped[bool] = mapped_column(Boolean)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScoreRow(Base):
+    """A unit's composite index score and rank within its group, as of one day."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("index_id", "unit", "as_of_day", name="uq_scores_key"),
+        Index("ix_scores_day", "as_of_day"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    index_id: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(35))
+    as_of_day: Mapped[date] = mapped_column(Date)
+    unit_group: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+    scaled: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+    rank_size: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    criteria: Mapped[str] = mapped_column(Text)  # JSON: criterion id → points
+    missing: Mapped[str] = mapped_column(Text)  # JSON list of KPI ids without data
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, func, select, update
@@ -96,6 +96,18 @@ class Store:
             query = query.where(OBS.c.unit.in_(list(units)))
         with self.engine.connect() as connection:
             return [StoredObservation(*row) for row in connection.execute(query)]
+
+    def first_periods(self, measures: Iterable[str], since: datetime | None,
+                      until: datetime) -> dict[str, datetime]:
+        """Per unit, the start of its first period holding any of ``measures``
+        (from ``since``, before ``until``)."""
+        query = (select(OBS.c.unit, func.min(OBS.c.period_start))
+                 .where(OBS.c.measure.in_(list(measures))).where(OBS.c.period_start < until)
+                 .group_by(OBS.c.unit))
+        if since is not None:
+            query = query.where(OBS.c.period_start >= since)
+        with self.engine.connect() as connection:
+            return {unit: _as_utc(start) for unit, start in connection.execute(query)}
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (a cheap query, for readiness)."""
@@ -198,3 +210,9 @@ class Store:
                                         .values(status="failed", finished_at=at,
                                                 error="interrupted (process stopped)"))
             return result.rowcount
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    """Aggregates bypass the column type, so SQLite hands back naive text."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

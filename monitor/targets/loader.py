@@ -31,6 +31,7 @@ class LoadedRule:
     file: str
     line: int | None
     pack: str | None
+    index: int = 0  # position in its file's rules list
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,13 @@ def load_rules(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None) 
     for item in loaded:
         first = by_id.get(item.rule.id)
         if first is not None:
-            problems.append(Problem(item.file, item.line, "id",
+            problems.append(Problem(item.file, item.line, f"rules[{item.index}].id",
                                     f"rule {item.rule.id!r}: duplicate id, first defined at {first.file}:{first.line}; "
                                     "rule ids must be unique across all rule files"))
             continue
         by_id[item.rule.id] = item
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     return RuleSet(tuple(by_id.values()), tuple(str(p) for p in files), by_id)
 
 
@@ -117,7 +118,7 @@ def _rules_of(doc: YamlDocument, catalog: Catalog, units: UnitTree | None,
         if units is not None:
             _check_against_units(rule, doc, loc, units, problems, label)
         if len(problems) == before:
-            out.append(LoadedRule(rule, doc.file, doc.line_of(loc), parsed.pack))
+            out.append(LoadedRule(rule, doc.file, doc.line_of(loc), parsed.pack, index))
     return out
 
 

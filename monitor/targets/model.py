@@ -257,7 +257,7 @@ class RuleFile(BaseModel):
     @field_validator("defaults")
     @classmethod
     def _defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
-        allowed = set(TargetRule.model_fields) - {"id", "kpi", "target", "deadline"} | {"for"}
+        allowed = set(TargetRule.model_fields) - {"id", "kpi", "target", "deadline"}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ValueError(f"unknown default(s) {', '.join(unknown)} (any rule field but id, kpi, target, deadline)")

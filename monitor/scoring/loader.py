@@ -1,0 +1,130 @@
+"""Load index files, checking them against the catalog and the unit tree.
+
+Every problem is collected, not only the first, and each names the file, the
+line and the field, with the fix where there is an obvious one. The loaded
+indices have each component's ``direction`` filled in from the catalog, which
+is all ``monitor.scoring.compute`` needs to know about KPIs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from monitor.catalog import Catalog
+from monitor.errors import ConfigError, Problem
+from monitor.scoring.model import ScoringIndex, consistency_problems
+from monitor.targets.loader import expand_rule_paths
+from monitor.units import UnitTree
+from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
+
+# The index files shipped with the project, next to the package in a source checkout.
+SHIPPED_INDICES_DIR = Path(__file__).resolve().parents[2] / "rules" / "indices"
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    index: ScoringIndex
+    file: str
+    line: int | None
+
+
+def load_indices(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None = None) -> tuple[ScoringIndex, ...]:
+    """Read and check every index file (directories: the ``*.yaml`` files in
+    them). ``units=None`` skips the group checks (no configuration at hand)."""
+    problems: list[Problem] = []
+    loaded: list[_Loaded] = []
+    for path in expand_rule_paths(paths):
+        try:
+            doc = load_yaml_file(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        item = _index_of(doc, catalog, units, problems)
+        if item is not None:
+            loaded.append(item)
+    first_by_id: dict[str, _Loaded] = {}
+    for item in loaded:
+        first = first_by_id.setdefault(item.index.id, item)
+        if first is not item:
+            problems.append(Problem(item.file, item.line, "id",
+                                    f"index {item.index.id!r}: duplicate id, first defined at "
+                                    f"{first.file}:{first.line}; index ids must be unique across all index files"))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(item.index for item in loaded)
+
+
+def _index_of(doc: YamlDocument, catalog: Catalog, units: UnitTree | None,
+              problems: list[Problem]) -> _Loaded | None:
+    if not isinstance(doc.data, dict):
+        problems.append(Problem(doc.file, 1, "", "expected a mapping with 'version: 1', 'id' and 'criteria:'"))
+        return None
+    try:
+        index = ScoringIndex.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(doc.problems_from(exc))
+        return None
+    before = len(problems)
+    for name, message in consistency_problems(index):
+        problems.append(_problem(doc, name, message))
+    index = _with_catalog(index, doc, catalog, problems)
+    if units is not None:
+        _check_groups(index, doc, units, problems)
+    if len(problems) > before:
+        return None
+    return _Loaded(index, doc.file, doc.line_of(("id",)))
+
+
+def _problem(doc: YamlDocument, name: str, message: str) -> Problem:
+    loc: Loc = tuple(int(p) if p.isdigit() else p for p in name.split("."))
+    return Problem(doc.file, doc.line_of(loc), format_loc(loc), message)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _with_catalog(index: ScoringIndex, doc: YamlDocument, catalog: Catalog,
+                  problems: list[Problem]) -> ScoringIndex:
+    """Check every component's KPI and fill in its direction from the catalog."""
+    criteria = []
+    for i, criterion in enumerate(index.criteria):
+        components = []
+        for j, component in enumerate(criterion.components):
+            where = f"criteria.{i}.components.{j}"
+            kpi = catalog.kpis.get(component.kpi)
+            if kpi is None:
+                problems.append(_problem(doc, f"{where}.kpi",
+                                         f"unknown KPI {component.kpi!r}{_suggest(component.kpi, catalog.kpis)}; "
+                                         "the KPIs are listed in the catalog (monitor/catalog.yaml)"))
+                components.append(component)
+                continue
+            if component.direction is not None and component.direction != kpi.direction:
+                problems.append(_problem(doc, f"{where}.direction",
+                                         f"{component.kpi} is better when "
+                                         f"{'higher' if kpi.direction == 'up' else 'lower'} in the catalog "
+                                         f"(direction: {kpi.direction}); write that, or leave direction out"))
+            if kpi.direction == "up" and component.full_at == 0:
+                problems.append(_problem(doc, f"{where}.full_at",
+                                         f"{component.kpi} is better when higher, so full_at 0 would give full "
+                                         "points for nothing; write the value that earns full points, e.g. 0.8"))
+            components.append(component.model_copy(update={"direction": kpi.direction}))
+        criteria.append(criterion.model_copy(update={"components": tuple(components)}))
+    return index.model_copy(update={"criteria": tuple(criteria)})
+
+
+def _check_groups(index: ScoringIndex, doc: YamlDocument, units: UnitTree, problems: list[Problem]) -> None:
+    known = set(units.group_names) | {u.group for u in units.versions}
+    for i, group in enumerate(index.units.groups):
+        if group not in known:
+            problems.append(_problem(doc, f"units.groups.{i}",
+                                     f"unknown group {group!r}{_suggest(group, known)} "
+                                     f"(groups: {', '.join(sorted(known))})"))
