@@ -142,11 +142,18 @@ def evaluate(
     unit: Annotated[str | None, typer.Option(help="Unit code; default the province (root units).")] = None,
     window: Annotated[list[str] | None, typer.Option(help="Window(s), e.g. month, ytd, rolling_30d.")] = None,
     scope: Annotated[str, typer.Option(help="subtree (the unit and all below it) or self (its own data).")] = "subtree",
+    rule: Annotated[str | None, typer.Option(help="Show this target rule for every unit it covers.")] = None,
+    targets: Annotated[bool, typer.Option(help="Also evaluate the target rules (and store the results).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
-    """Compute KPIs from stored observations and print them."""
+    """Compute KPIs and evaluate the target rules at a date; print the unit's figures.
+
+    Every rule is evaluated for every unit it covers and stored (replacing that
+    day's results), so past dates can be re-evaluated: --as-of 2020-12-31.
+    """
     if scope not in ("subtree", "self"):
         raise _fail(f"--scope: write subtree or self, got: {scope!r}", 2)
+    from monitor.targets.present import evaluation_json, evaluation_line, status_summary
     from monitor.windows import Window
 
     config = _load()
@@ -165,23 +172,40 @@ def evaluate(
             raise _fail(f"--window: {exc}", 2) from None
         if unit is not None and unit not in service.units:
             raise _fail(f"--unit: no unit {unit!r} in {config.units.file}", 2)
+        if rule is not None and service.rules.get(rule) is None:
+            raise _fail(f"--rule: no rule {rule!r} (rules: {', '.join(r.id for r in service.rules)})", 2)
         day = instant.astimezone(config.tz).date()
-        targets = [unit] if unit else [u.code for u in service.units.valid_on(day) if u.parent is None]
-        values = service.kpis.compute(instant, windows, units=targets, scope=scope)
+        shown_units = [unit] if unit else [u.code for u in service.units.valid_on(day) if u.parent is None]
+        values = service.kpis.compute(instant, windows, units=shown_units, scope=scope)
+        evaluations = service.evaluate_and_store(service.rules, instant) if targets else []
     finally:
         service.close()
     if not values:
-        typer.echo(f"no KPI values for {', '.join(targets) or 'any unit'}: nothing is stored for these "
+        typer.echo(f"no KPI values for {', '.join(shown_units) or 'any unit'}: nothing is stored for these "
                    "windows yet (run `egovmon collect` first, or pick another --as-of)", err=True)
     for v in values:
         if as_json:
-            typer.echo(json.dumps({"kpi": v.kpi, "unit": v.unit, "window": v.window, "value": v.value,
-                                   "numerator": v.numerator, "denominator": v.denominator,
+            typer.echo(json.dumps({"type": "kpi", "kpi": v.kpi, "unit": v.unit, "window": v.window,
+                                   "value": v.value, "numerator": v.numerator, "denominator": v.denominator,
                                    "units_reporting": v.units_reporting}, ensure_ascii=False))
         else:
             shown = "   no data" if v.value is None else f"{100 * v.value:9.2f}%"
             typer.echo(f"{v.unit:<15} {v.window:<12} {v.kpi:<45} {shown}  "
                        f"({v.numerator:g}/{v.denominator:g}, {v.units_reporting} units)")
+    picked = [e for e in evaluations if (e.rule == rule if rule else e.unit in shown_units)]
+    if as_json:
+        for e in picked:
+            typer.echo(json.dumps(evaluation_json(e), ensure_ascii=False))
+        return
+    if evaluations:
+        typer.echo(f"\ntargets as of {day} ({len(evaluations)} evaluations of {len(service.rules)} rules, stored):")
+        for line in status_summary(evaluations):
+            typer.echo(f"  {line}")
+        typer.echo("")
+        for e in picked:
+            typer.echo(evaluation_line(e))
+    elif targets:
+        typer.echo(f"no target rule applies on {day}", err=True)
 
 
 @config_app.command("check")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,15 +21,18 @@ import yaml
 
 from monitor.config import DEFAULT_LISTEN, load_config
 from monitor.daemon import serve
+from monitor.demo_rules import write_demo_rules
 from monitor.progress import ProgressPrinter
 from monitor.service import MonitorService
 from monitor.simulators.province import ProvinceModel
 from monitor.simulators.server import SimulatorServer
 from monitor.smtp_sink import SmtpSink
+from monitor.targets.evaluate import STATUSES
 from monitor.timeutil import Clock, SystemClock, add_months, local_date, zone
 
 log = logging.getLogger(__name__)
 HISTORY_MONTHS = 24
+DEMO_RULES = "rules/son-ha.yaml"
 SOURCES = (  # id, kind, schedule
     ("qlvb", "document_management", {"interval": "5m", "jitter": "10s"}),
     ("thu-cong-vu", "email_directory", {"interval": "1h", "jitter": "30s"}),
@@ -64,6 +68,7 @@ def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, toda
                  "sender": "Giám sát CQĐT <egovmon@sonha.gov.vn>"},
         "units": {"file": "units.yaml"},
         "sources": sources,
+        "rules": {"shipped": ["national"], "files": [DEMO_RULES]},
         "exporter": {"windows": ["month", "ytd"], "evaluate_interval": "5m"},
     }
 
@@ -108,6 +113,7 @@ async def run_demo(options: DemoOptions, *, clock: Clock | None = None,
         return 1
     today = local_date(clock.now(), zone("Asia/Ho_Chi_Minh"))
     config_path = data_dir / "monitor.yaml"
+    write_demo_rules(data_dir / DEMO_RULES, today, add_months(today.replace(day=1), -(HISTORY_MONTHS - 1)))
     _write_config(config_path, demo_config(options, simulators.urls, sink.port, today))
     config = load_config(config_path)
     service = MonitorService(config, clock=clock)
@@ -128,6 +134,9 @@ async def run_demo(options: DemoOptions, *, clock: Clock | None = None,
                       f"{s.rejections:>4} rejected  {s.duration:5.1f}s  {state}")
         units_with_kpis = len({v.unit for v in service.snapshot})
         _say(out, f"KPIs computed: {len(service.snapshot)} values for {units_with_kpis} units")
+        statuses = Counter(e.status for e in service.evaluations)
+        _say(out, f"targets: {len(service.evaluations)} evaluations of {len(service.rules)} rules — "
+                  + ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s]))
         if options.once:
             _say(out, "one complete cycle done (--once).")
             return 0 if all(s.ok for s in summaries) else 1
