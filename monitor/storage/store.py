@@ -109,6 +109,16 @@ class Store:
         with self.engine.connect() as connection:
             return {unit: _as_utc(start) for unit, start in connection.execute(query)}
 
+    def latest_periods(self, measures: Iterable[str], until: datetime) -> list[tuple[str, str, datetime, datetime]]:
+        """Per (measure, unit): the start and end of its newest period that began
+        before ``until`` — how far each unit's reporting reaches, over all history."""
+        query = (select(OBS.c.measure, OBS.c.unit, func.max(OBS.c.period_start), func.max(OBS.c.period_end))
+                 .where(OBS.c.measure.in_(list(measures))).where(OBS.c.period_start < until)
+                 .group_by(OBS.c.measure, OBS.c.unit))
+        with self.engine.connect() as connection:
+            return [(measure, unit, _as_utc(start), _as_utc(end))
+                    for measure, unit, start, end in connection.execute(query)]
+
     def ping(self) -> None:
         """Raise if the database cannot be reached (a cheap query, for readiness)."""
         with self.engine.connect() as connection:

@@ -4,7 +4,8 @@ Statuses, for a rule "KPI ≥ target by deadline" (``<=`` rules mirror them):
 
 - ``stale`` — the newest data the unit's value rests on ends more than
   ``stale_after`` before the as-of instant (the source or the unit stopped
-  reporting). The value may still be shown, but it is not judged.
+  reporting; for a subtree, also when the unit's own data stopped while units
+  below it still report). The value may still be shown, but it is not judged.
 - ``no_data`` — nothing to compute the value from in the window, and nothing
   stale either: the unit has not reported yet. Never a fabricated 0 %.
 - ``met`` — the actual value reaches the target.
@@ -165,7 +166,7 @@ class Evaluator:
             return []
         observations = self._load(plans)
         values = self._values(plans, observations)
-        through = _DataThrough(observations, self.catalog, self.units, self.tz, as_of)
+        through = _DataThrough(self.store, {m for p in plans for m in p.kpi.measures}, self.units, self.tz, as_of)
         results = []
         for plan in plans:
             baselines = self._baselines(plan, as_of)
@@ -273,33 +274,33 @@ class Evaluator:
 
 class _DataThrough:
     """How far each unit's data reaches, per KPI: the end of the newest period
-    holding any of the KPI's measures (capped at the as-of instant), rolled up
-    to the ancestors the unit had in that period."""
+    holding any of the KPI's measures (capped at the as-of instant), over all
+    stored history — so the answer does not depend on which other rules are
+    evaluated alongside. For a subtree it is the newest data anywhere below, but
+    never newer than the unit's own data when the unit reports itself: a
+    department that stopped reporting is stale even while its agencies report."""
 
-    def __init__(self, observations: Iterable[StoredObservation], catalog: Catalog, units: UnitTree,
-                 tz: tzinfo, as_of: datetime) -> None:
+    def __init__(self, store: Store, measures: Iterable[str], units: UnitTree, tz: tzinfo, as_of: datetime) -> None:
         self.units = units
         self.tz = tz
-        self._latest: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # (measure, unit) → (through, start)
-        for obs in observations:
-            if obs.period_start >= as_of:
-                continue
-            reach = min(obs.period_end, as_of)
-            key = (obs.measure, obs.unit)
-            kept = self._latest.get(key)
-            if kept is None or reach > kept[0]:
-                self._latest[key] = (reach, obs.period_start)
         self._by_unit: dict[str, list[tuple[str, datetime, datetime]]] = defaultdict(list)
-        for (measure, unit), (reach, start) in self._latest.items():
-            self._by_unit[unit].append((measure, reach, start))
+        for measure, unit, start, end in store.latest_periods(measures, as_of):
+            self._by_unit[unit].append((measure, min(end, as_of), start))
         self._cache: dict[tuple[tuple[str, ...], Scope], dict[str, datetime]] = {}
 
     def of(self, kpi: Kpi, unit: str, scope: Scope) -> datetime | None:
-        key = (kpi.measures, scope)
+        own = self._table(kpi.measures, "self").get(unit)
+        if scope == "self":
+            return own
+        below = self._table(kpi.measures, "subtree").get(unit)
+        return min(below, own) if below is not None and own is not None else below
+
+    def _table(self, measures: tuple[str, ...], scope: Scope) -> dict[str, datetime]:
+        key = (measures, scope)
         table = self._cache.get(key)
         if table is None:
-            table = self._cache[key] = self._build(set(kpi.measures), scope)
-        return table.get(unit)
+            table = self._cache[key] = self._build(set(measures), scope)
+        return table
 
     def _build(self, measures: set[str], scope: Scope) -> dict[str, datetime]:
         table: dict[str, datetime] = {}

@@ -19,15 +19,16 @@ from monitor.targets.model import TargetRule
 
 def path_points(rule: TargetRule, baseline: tuple[date, float] | None) -> list[tuple[date, float]]:
     """The corners of the path: (day, value), in order."""
-    if rule.trajectory.type == "none" or baseline is None:
+    if rule.trajectory.type == "none" or baseline is None or baseline[0] >= rule.deadline:
+        # No path, or one that would start after the deadline (a unit first seen
+        # then): the target is what is expected.
         return [(rule.deadline, rule.target)]
     start_day, start_value = baseline
     corners = [(start_day, start_value)]
     for milestone in rule.trajectory.milestones:
         if milestone.date > start_day:
             corners.append((milestone.date, milestone.value))
-    if rule.deadline > start_day:
-        corners.append((rule.deadline, rule.target))
+    corners.append((rule.deadline, rule.target))
     return corners
 
 

@@ -158,3 +158,9 @@ def test_trend_instants_are_month_ends_in_local_time() -> None:
     assert instants[0] == as_of
     assert [local_date(i, TZ) for i in instants[1:]] == [date(2026, 2, 28), date(2026, 1, 31), date(2025, 12, 31)]
     assert all(i.astimezone(TZ).hour == 23 and i.astimezone(TZ).minute == 59 for i in instants[1:])
+
+
+def test_a_unit_first_seen_after_the_deadline_is_expected_at_the_target() -> None:
+    late = rule(baseline="first_observation", trajectory="linear")
+    corners = path_points(late, (date(2026, 1, 31), 0.95))
+    assert expected_on(date(2026, 1, 31), corners) == 0.9
