@@ -57,5 +57,9 @@ def test_db_upgrade_reports_the_revision(tmp_path: Path, province: ProvinceModel
 def test_evaluate_without_data_says_no_data(tmp_path: Path, province: ProvinceModel) -> None:
     code, output = invoke("-c", str(config_without_servers(tmp_path, province)), "evaluate")
     assert code == 0
-    assert "%" not in output  # nothing collected: no numbers are invented
     assert "nothing is stored" in output and "egovmon collect" in output
+    # Nothing collected: no KPI value is invented, and every target says no_data.
+    kpi_lines = [line for line in output.splitlines() if line.startswith("000.") and "ytd" in line]
+    assert kpi_lines == []
+    judged = [line for line in output.splitlines() if " actual " in line]
+    assert judged and all(" no_data " in line and "actual      —" in line for line in judged), output

@@ -412,6 +412,14 @@ async def test_statuses_gaps_and_forecasts_equal_an_independent_recomputation(
         assert all(s.ok for s in summaries), [s.error for s in summaries]
         recomputation = Recomputation(service)
         assert len(recomputation.all) > 10_000
+        # The composite scores of the cycle are stored as computed, every scored unit ranked in its group.
+        stored_scores = service.results.load_scores(NOW.astimezone(config.tz).date())
+        assert len(stored_scores) == len(service.scores) > 100
+        by_key = {(s.index, s.unit): s for s in service.scores}
+        for row in stored_scores:
+            score = by_key[(row["index_id"], row["unit"])]
+            assert (row["score"], row["rank"], row["rank_size"]) == (score.score, score.rank, score.rank_size)
+            assert 1 <= row["rank"] <= row["rank_size"]
         compared: dict[datetime, int] = {}
         statuses: set[str] = set()
         for as_of in AS_OFS:
