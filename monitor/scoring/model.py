@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monitor.targets.model import Citation as TargetCitation
 from monitor.targets.model import Ratio
 from monitor.units import Level, Unit
 from monitor.windows import Window
@@ -30,23 +31,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Citation(_Frozen):
+class Citation(TargetCitation):
     """Where the methodology comes from. Unlike a target's citation the date is
     optional: provincial rankings are often known only from news items that do
     not give the date of the decision behind them."""
 
-    instrument: Annotated[str, Field(min_length=3)]
-    date: dt.date | None = None
-    title: Annotated[str, Field(min_length=3)]
-    url: str | None = None
-    verified: bool = True
-    note: str | None = None
-
-    @model_validator(mode="after")
-    def _unverified_needs_note(self) -> Citation:
-        if not self.verified and not self.note:
-            raise ValueError("an unverified citation needs a 'note' saying what is not confirmed")
-        return self
+    date: dt.date | None = None  # type: ignore[assignment]
 
 
 class Component(_Frozen):
