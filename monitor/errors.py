@@ -6,6 +6,8 @@ message to the operator that names the file, the line and the field.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -39,3 +41,9 @@ class ConfigError(Exception):
     @classmethod
     def single(cls, file: str, message: str, *, line: int | None = None, field: str = "") -> ConfigError:
         return cls([Problem(file, line, field, message)])
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime
 
@@ -21,7 +22,7 @@ from monitor.collection import CollectionRunner, Progress, RunSummary
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.exporter import Exposition, render_kpi_families
-from monitor.kpi import KpiEngine, KpiValue
+from monitor.kpi import KpiEngine, KpiValue, Scope
 from monitor.metrics import ServiceMetrics
 from monitor.scoring import (
     SHIPPED_INDICES_DIR,
@@ -149,14 +150,19 @@ class MonitorService:
         return evaluations
 
     def score_and_store(self, as_of: datetime) -> list[UnitScore]:
-        """Every composite index for its units at ``as_of``, ranked and stored."""
+        """Every composite index for its units at ``as_of``, ranked and stored.
+        Indices over the same window and scope share one KPI computation (one read)."""
         day = local_date(as_of, self.config.tz)
-        scores: list[UnitScore] = []
+        groups: dict[tuple[str, Scope], list[ScoringIndex]] = defaultdict(list)
         for index in self.indices:
-            units = [u.code for u in scored_units(index, self.units, day)]
-            values = self.kpis.compute(as_of, [Window.parse(index.window)], kpis=index.kpis, units=units,
-                                       scope=index.scope)
-            scores.extend(compute_scores(index, values, self.units, day))
+            groups[(index.window, index.scope)].append(index)
+        scores: list[UnitScore] = []
+        for (window, scope), indices in groups.items():
+            kpis = {k for index in indices for k in index.kpis}
+            units = {u.code for index in indices for u in scored_units(index, self.units, day)}
+            values = self.kpis.compute(as_of, [Window.parse(window)], kpis=sorted(kpis), units=units, scope=scope)
+            for index in indices:
+                scores.extend(compute_scores(index, values, self.units, day))
         self.results.save_scores(scores, day, self.clock.now())
         return scores
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from monitor.exporter import Family, escape_label, format_value
+from monitor.exporter import Family, family_lines, labels_text
 from monitor.scoring.compute import UnitScore
 from monitor.scoring.model import ScoringIndex
 
@@ -30,10 +30,6 @@ SCORE_COMPLETE = Family("egov_score_complete",
 INDEX_INFO = Family("egov_score_index_info", "Composite index: names and the KPI window it is computed over")
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs) + "}"
-
-
 def _unit_pairs(score: UnitScore) -> list[tuple[str, str]]:
     return [("index", score.index), ("unit", score.unit), ("level", str(score.level)), ("group", score.group)]
 
@@ -45,9 +41,7 @@ def render_score_families(scores: Sequence[UnitScore], indices: Iterable[Scoring
     lines: list[str] = []
 
     def family(fam: Family, rows: Iterable[tuple[list[tuple[str, str]], float]]) -> None:
-        lines.append(f"# HELP {fam.name} {fam.help}")
-        lines.append(f"# TYPE {fam.name} {fam.kind}")
-        lines.extend(f"{fam.name}{_labels(pairs)} {format_value(number)}" for pairs, number in rows)
+        lines.extend(family_lines(fam, ((labels_text(pairs), number) for pairs, number in rows)))
 
     pool_sizes: dict[tuple[str, str], int] = {}
     for s in scores:

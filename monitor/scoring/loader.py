@@ -8,7 +8,6 @@ is all ``monitor.scoring.compute`` needs to know about KPIs.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from monitor.catalog import Catalog
-from monitor.errors import ConfigError, Problem
+from monitor.errors import ConfigError, Problem, did_you_mean
 from monitor.scoring.model import ScoringIndex, consistency_problems
 from monitor.targets.loader import expand_rule_paths
 from monitor.units import UnitTree
@@ -87,11 +86,6 @@ def _problem(doc: YamlDocument, name: str, message: str) -> Problem:
     return Problem(doc.file, doc.line_of(loc), format_loc(loc), message)
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _with_catalog(index: ScoringIndex, doc: YamlDocument, catalog: Catalog,
                   problems: list[Problem]) -> ScoringIndex:
     """Check every component's KPI and fill in its direction from the catalog."""
@@ -103,7 +97,7 @@ def _with_catalog(index: ScoringIndex, doc: YamlDocument, catalog: Catalog,
             kpi = catalog.kpis.get(component.kpi)
             if kpi is None:
                 problems.append(_problem(doc, f"{where}.kpi",
-                                         f"unknown KPI {component.kpi!r}{_suggest(component.kpi, catalog.kpis)}; "
+                                         f"unknown KPI {component.kpi!r}{did_you_mean(component.kpi, catalog.kpis)}; "
                                          "the KPIs are listed in the catalog (monitor/catalog.yaml)"))
                 components.append(component)
                 continue
@@ -126,5 +120,5 @@ def _check_groups(index: ScoringIndex, doc: YamlDocument, units: UnitTree, probl
     for i, group in enumerate(index.units.groups):
         if group not in known:
             problems.append(_problem(doc, f"units.groups.{i}",
-                                     f"unknown group {group!r}{_suggest(group, known)} "
+                                     f"unknown group {group!r}{did_you_mean(group, known)} "
                                      f"(groups: {', '.join(sorted(known))})"))

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.storage.models import EvaluationRow, ScoreRow
@@ -47,19 +47,6 @@ class ResultStore:
             row["evaluated_at"] = evaluated_at
             rows.append(row)
         return self._upsert(EVALUATIONS, ["rule", "unit", "as_of_day"], rows)
-
-    def evaluation_days(self) -> list[date]:
-        with self.engine.connect() as connection:
-            return [d for (d,) in connection.execute(
-                select(EVALUATIONS.c.as_of_day).distinct().order_by(EVALUATIONS.c.as_of_day))]
-
-    def latest_evaluation_day(self, on_or_before: date | None = None) -> date | None:
-        query = select(func.max(EVALUATIONS.c.as_of_day))
-        if on_or_before is not None:
-            query = query.where(EVALUATIONS.c.as_of_day <= on_or_before)
-        with self.engine.connect() as connection:
-            value = connection.execute(query).scalar_one_or_none()
-        return date.fromisoformat(value) if isinstance(value, str) else value
 
     def load_evaluations(self, day: date, *, rules: Iterable[str] | None = None,
                          units: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -7,16 +7,14 @@ so one ``egovmon rules check`` tells the operator everything to correct.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from monitor.catalog import Catalog
-from monitor.errors import ConfigError, Problem
+from monitor.errors import ConfigError, Problem, did_you_mean
 from monitor.targets.model import RuleFile, TargetRule, consistency_problems
 from monitor.units import UnitTree
 from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
@@ -128,15 +126,11 @@ def _problem(doc: YamlDocument, loc: tuple[str | int, ...], name: str, message: 
     return Problem(doc.file, doc.line_of(full), format_loc(full), message)
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _check_against_catalog(rule: TargetRule, doc: YamlDocument, loc: tuple[str | int, ...], catalog: Catalog,
                            problems: list[Problem], label: str) -> None:
     if rule.kpi not in catalog.kpis:
-        problems.append(_problem(doc, loc, "kpi", f"{label}unknown KPI {rule.kpi!r}{_suggest(rule.kpi, catalog.kpis)}; "
+        hint = did_you_mean(rule.kpi, catalog.kpis)
+        problems.append(_problem(doc, loc, "kpi", f"{label}unknown KPI {rule.kpi!r}{hint}; "
                                  "the KPIs are listed in the catalog (monitor/catalog.yaml)"))
         return
     kpi = catalog.kpis[rule.kpi]
@@ -154,7 +148,7 @@ def _check_against_units(rule: TargetRule, doc: YamlDocument, loc: tuple[str | i
     for i, code in enumerate(rule.units.codes):
         if code not in units:
             problems.append(_problem(doc, loc, f"units.codes.{i}",
-                                     f"{label}unknown unit code {code!r}{_suggest(code, units.codes)}; "
+                                     f"{label}unknown unit code {code!r}{did_you_mean(code, units.codes)}; "
                                      "it must be in the units file"))
     for i, code in enumerate(rule.units.exclude):
         if code not in units:
@@ -162,13 +156,8 @@ def _check_against_units(rule: TargetRule, doc: YamlDocument, loc: tuple[str | i
     for i, group in enumerate(rule.units.groups):
         if group not in known_groups:
             problems.append(_problem(doc, loc, f"units.groups.{i}",
-                                     f"{label}unknown group {group!r}{_suggest(group, known_groups)} "
+                                     f"{label}unknown group {group!r}{did_you_mean(group, known_groups)} "
                                      f"(groups: {', '.join(sorted(known_groups))})"))
-
-
-def as_plain(rule: TargetRule) -> dict[str, Any]:
-    """The rule as JSON-ready data (reports and the API show it)."""
-    return rule.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def configured_rule_paths(shipped: Iterable[str], files: Iterable[Path]) -> list[Path]:
