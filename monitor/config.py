@@ -12,7 +12,7 @@ import base64
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +38,9 @@ from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
 DEFAULT_LISTEN = "127.0.0.1:9480"
 SECRET_KEYS = ("password", "token", "client_secret", "api_key")
 SourceId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class _Frozen(BaseModel):
@@ -148,6 +151,9 @@ class DatabaseConfig(_Frozen):
 class HttpConfig(_Frozen):
     listen: str = DEFAULT_LISTEN
     public_url: str | None = None  # how users reach it, for links in emails
+    # SHA-256 of the API tokens allowed to change state (silences, acks), written
+    # "sha256:<hex>"; `egovmon token new` makes one. The tokens themselves are never stored.
+    token_hashes: tuple[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")], ...] = ()
 
     @field_validator("listen")
     @classmethod
@@ -174,6 +180,77 @@ class SmtpConfig(_Frozen):
     password: SecretStr | None = None
     sender: str = "egov-kpi-monitor <noreply@localhost>"
     timeout: Duration = timedelta(seconds=30)
+    verify: bool = True  # check the server's TLS certificate
+    ca_file: Path | None = None  # a private CA for the relay's certificate
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> SmtpConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("SMTP login needs both username and password (or password_file)")
+        return self
+
+
+class SendingWindow(_Frozen):
+    """When mail may go out, in the province's time zone: ``start`` ≤ time < ``end``
+    on the given weekdays."""
+
+    days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: time = time(7, 30)
+    end: time = time(17, 30)
+
+    @model_validator(mode="after")
+    def _order(self) -> SendingWindow:
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must come before end {self.end}")
+        return self
+
+
+class RetryPolicy(_Frozen):
+    """Backoff for transient SMTP failures: ``initial`` doubling up to ``max``; a
+    message still not accepted after ``give_up_after`` is recorded as failed."""
+
+    initial: Duration = timedelta(seconds=30)
+    max: Duration = timedelta(hours=1)
+    give_up_after: Duration = timedelta(days=3)
+
+
+class AlertmanagerConfig(_Frozen):
+    """Forward alert states to an existing Alertmanager (its v2 API)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    timeout: Duration = timedelta(seconds=10)
+    auth: Auth = Auth()
+
+
+class PersonConfig(_Frozen):
+    name: str | None = None
+    email: Email
+    language: Literal["vi", "en"] | None = None
+
+
+class AlertsConfig(_Frozen):
+    enabled: bool = True
+    # Evaluation statuses that make a target alert pending (then firing after the rule's notify.for).
+    fire_on: tuple[Literal["at_risk", "behind", "missed"], ...] = ("behind", "missed")
+    # The IT operator: told about sources that are down or stale, and about units without a head.
+    operators: tuple[PersonConfig, ...] = ()
+    # The provincial leadership; default: the head of the root unit of the tree.
+    province_head: PersonConfig | None = None
+    cc: tuple[Email, ...] = ()  # copied on every digest to a unit head
+    languages: dict[Email, Literal["vi", "en"]] = Field(default_factory=dict)  # default: config language
+    # No window: mail goes out at any time. Holidays (province's calendar) are outside every window.
+    sending_windows: tuple[SendingWindow, ...] = (SendingWindow(),)
+    holidays: tuple[date, ...] = ()
+    # An alert that fires or resolves this many times within flap_window is flapping:
+    # its recipients get one notice and no more mail about it until it settles.
+    flap_threshold: Annotated[int, Field(ge=2)] = 4
+    flap_window: Duration = timedelta(days=1)
+    source_for: Duration = timedelta(minutes=10)  # a source failing this long alerts the operator
+    source_stale_after: Duration = timedelta(days=1)  # no successful collection for this long: stale
+    source_repeat: Duration = timedelta(hours=12)
+    retry: RetryPolicy = RetryPolicy()
+    tick: Duration = timedelta(minutes=1)  # how often due mail is composed and sent
+    alertmanager: AlertmanagerConfig | None = None
 
 
 
@@ -228,6 +305,7 @@ class Config(_Frozen):
     sources: tuple[SourceConfig, ...] = ()
     rules: RulesConfig = RulesConfig()
     exporter: ExporterConfig = ExporterConfig()
+    alerts: AlertsConfig = AlertsConfig()
     path: Path | None = None
 
     @field_validator("timezone")
@@ -311,6 +389,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get("file"), str):
             data[section] = {**block, "file": (base / block["file"]).expanduser()}
+    smtp = data.get("smtp")
+    if isinstance(smtp, dict) and isinstance(smtp.get("ca_file"), str):
+        data["smtp"] = {**smtp, "ca_file": (base / smtp["ca_file"]).expanduser()}
     rules = data.get("rules")
     if isinstance(rules, dict):
         rules = dict(rules)

@@ -59,3 +59,32 @@ class ServiceMetrics:
         self.kpi_computed_at = Gauge(
             "egov_kpi_computed_timestamp_seconds", "Unix time of the last KPI computation",
             registry=r)
+        # Alerts and mail. Gauges over stored state are set by the alert engine after
+        # each cycle (from the database, so a restart shows the truth at once).
+        self.alerts = Gauge(
+            "egov_alerts", "Alerts by kind (target, source) and state (pending, firing)",
+            ["kind", "state"], registry=r)
+        self.alerts_inhibited = Gauge(
+            "egov_alerts_inhibited", "Target alerts held back because a source they depend on is down or stale",
+            registry=r)
+        self.silences_active = Gauge("egov_silences_active", "Silences in force now", registry=r)
+        self.notifications = Counter(
+            "egov_notifications_total",
+            "Alert notifications put into digests, by kind (firing, reminder, escalated, resolved, flapping) "
+            "or held back (silenced, acknowledged)", ["kind"], registry=r)
+        self.outbox_messages = Gauge(
+            "egov_outbox_messages", "Messages in the outbox by status (pending, sending, sent, failed)",
+            ["status"], registry=r)
+        self.outbox_oldest_age = Gauge(
+            "egov_outbox_oldest_pending_age_seconds",
+            "Age of the oldest message not yet accepted by the SMTP server (0 when none)", registry=r)
+        self.email_deliveries = Counter(
+            "egov_email_deliveries_total",
+            "Attempts to hand a message to the SMTP server, by outcome (sent, transient, permanent, in_doubt, "
+            "expired)", ["outcome"], registry=r)
+        self.email_delivery_duration = Histogram(
+            "egov_email_delivery_duration_seconds", "Time to hand one message to the SMTP server",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.alertmanager_forwarded = Counter(
+            "egov_alertmanager_forwards_total", "Batches of alerts posted to Alertmanager, by outcome (ok, error)",
+            ["outcome"], registry=r)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -206,3 +207,127 @@ class ScoreRow(Base):
     criteria: Mapped[str] = mapped_column(Text)  # JSON: criterion id → points
     missing: Mapped[str] = mapped_column(Text)  # JSON list of KPI ids without data
     evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    """The alert state of one (rule, unit) — or of one source (``kind`` "source",
+    ``rule`` the source id, ``unit`` empty) — and what its recipients were last told.
+
+    Every change is a compare-and-set on ``version``: two instances, or a re-run after
+    a crash, can never both move the same alert or both notify it.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("kind", "rule", "unit", name="uq_alerts_key"),
+        Index("ix_alerts_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # target | source
+    rule: Mapped[str] = mapped_column(String(100))
+    unit: Mapped[str] = mapped_column(String(35))
+    kpi: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # inactive | pending | firing | resolved
+    status: Mapped[str] = mapped_column(String(16))  # the evaluation status (or down/stale/up)
+    severity: Mapped[str] = mapped_column(String(16))
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    notified_state: Mapped[str | None] = mapped_column(String(16))  # firing | resolved
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notified_level: Mapped[int] = mapped_column(Integer, default=0)
+    notify_count: Mapped[int] = mapped_column(Integer, default=0)
+    acked_by: Mapped[str | None] = mapped_column(String(200))
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ack_reason: Mapped[str | None] = mapped_column(Text)
+    ack_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    flips: Mapped[str] = mapped_column(Text, default="[]")  # JSON: recent firing/resolved times
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    inhibited_by: Mapped[str | None] = mapped_column(String(64))
+    snapshot: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the latest evaluation
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertTransitionRow(Base):
+    """Audit trail: every state change of every alert."""
+
+    __tablename__ = "alert_transitions"
+    __table_args__ = (Index("ix_alert_transitions_alert", "alert_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(Id)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SilenceRow(Base):
+    """Mutes the alerts it matches (every given matcher must match) from
+    ``starts_at`` to ``ends_at``; ``expired_at`` is set when lifted early."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_ends", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    rule: Mapped[str | None] = mapped_column(String(100))
+    unit: Mapped[str | None] = mapped_column(String(35))
+    kpi: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64))
+    subtree: Mapped[bool] = mapped_column(Boolean, default=False)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxRow(Base):
+    """A message, stored complete before any attempt to send it.
+
+    ``key`` makes enqueueing idempotent. The sender claims a row by moving it
+    from pending to sending with a lease (compare-and-set); a lease that runs out
+    (the sender died) puts the row back to pending, and the retry carries the same
+    Message-ID so a receiving system can recognise it.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_outbox_key"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # digest | source | report
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(320))
+    message: Mapped[bytes] = mapped_column(LargeBinary)  # the whole RFC 5322 message
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryRow(Base):
+    """One attempt to hand one outbox message to the SMTP server."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_outbox", "outbox_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(Id)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # sent | transient | permanent | in_doubt | expired
+    code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)

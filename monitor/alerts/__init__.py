@@ -1,0 +1,1 @@
+"""Alerts: state per (rule, unit), routing, digests, silences, the outbox and delivery."""
