@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from monitor import __version__
+from monitor.cli_alerts import alerts_app, token_app
 from monitor.cli_common import fail as _fail
 from monitor.cli_common import load as _load
 from monitor.cli_common import open_service as _service
@@ -29,6 +30,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(token_app, name="token")
 
 
 @app.callback()

@@ -9,7 +9,9 @@ progress, computes the KPIs and serves ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import TextIO
 
 import yaml
 
+from monitor.cli_alerts import describe_outbox
 from monitor.config import DEFAULT_LISTEN, load_config
 from monitor.daemon import serve
 from monitor.demo_rules import write_demo_rules
@@ -48,7 +51,8 @@ class DemoOptions:
     seed: int = 2025
 
 
-def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, today: date) -> dict[str, object]:
+def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, today: date,
+                token_hash: str) -> dict[str, object]:
     backfill_from = add_months(today.replace(day=1), -(HISTORY_MONTHS - 1))
     sources = []
     for source_id, kind, schedule in SOURCES:
@@ -63,13 +67,18 @@ def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, toda
         "timezone": "Asia/Ho_Chi_Minh",
         "language": "vi",
         "database": {"url": "sqlite:///egovmon.db"},
-        "http": {"listen": options.listen},
+        "http": {"listen": options.listen, "public_url": f"http://{options.listen}",
+                 "token_hashes": [token_hash]},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
                  "sender": "Giám sát CQĐT <egovmon@sonha.gov.vn>"},
         "units": {"file": "units.yaml"},
         "sources": sources,
         "rules": {"shipped": ["national"], "files": [DEMO_RULES]},
         "exporter": {"windows": ["month", "ytd"], "evaluate_interval": "5m"},
+        # The demo sends at any hour so its mail can be read at once; a province
+        # keeps the default office-hours window (mail outside it waits, never dropped).
+        "alerts": {"sending_windows": [], "operators": [
+            {"name": "Phòng Công nghệ thông tin", "email": "cntt@sonha.gov.vn"}]},
     }
 
 
@@ -114,7 +123,8 @@ async def run_demo(options: DemoOptions, *, clock: Clock | None = None,
     today = local_date(clock.now(), zone("Asia/Ho_Chi_Minh"))
     config_path = data_dir / "monitor.yaml"
     write_demo_rules(data_dir / DEMO_RULES, today, add_months(today.replace(day=1), -(HISTORY_MONTHS - 1)))
-    _write_config(config_path, demo_config(options, simulators.urls, sink.port, today))
+    token_hash = _api_token(data_dir / "api-token")
+    _write_config(config_path, demo_config(options, simulators.urls, sink.port, today, token_hash))
     config = load_config(config_path)
     service = MonitorService(config, clock=clock)
     try:
@@ -137,15 +147,27 @@ async def run_demo(options: DemoOptions, *, clock: Clock | None = None,
         statuses = Counter(e.status for e in service.evaluations)
         _say(out, f"targets: {len(service.evaluations)} evaluations of {len(service.rules)} rules — "
                   + ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s]))
+        firing = service.alerting.alerts.load(states=("firing",))
+        stats = service.alerting.outbox.stats(clock.now())
+        _say(out, f"alerts: {len(firing)} firing; mail: {describe_outbox(stats)} → {data_dir / 'mail'}")
         if options.once:
             _say(out, "one complete cycle done (--once).")
             return 0 if all(s.ok for s in summaries) else 1
         _say(out, f"other commands: egovmon -c {config_path} …")
+        _say(out, f"  API token for silences and acks in {data_dir / 'api-token'}")
         return await serve(service, out, collect_now=False)
     finally:
-        service.close()
+        await service.aclose()
         await sink.stop()
         await simulators.stop()
+
+
+def _api_token(path: Path) -> str:
+    """The demo's API token, kept across restarts (readable by the owner only)."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    return "sha256:" + hashlib.sha256(path.read_text(encoding="utf-8").strip().encode()).hexdigest()
 
 
 def _say(out: TextIO, text: str) -> None:

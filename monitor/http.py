@@ -1,4 +1,4 @@
-"""The one HTTP listener: /metrics, /healthz, /readyz.
+"""The one HTTP listener: /metrics, /healthz, /readyz, /api/v1 (alerts, silences).
 
 Binds to loopback by default (``127.0.0.1:9480``). Errors reach clients as a
 short JSON message, never a stack trace.
@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
+from monitor.api_alerts import add_routes as add_alert_routes
 from monitor.exporter import CONTENT_TYPE
 from monitor.service import MonitorService
 
@@ -28,6 +29,7 @@ def build_app(service: MonitorService) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_alert_routes(app, SERVICE_KEY)
     return app
 
 
@@ -47,7 +49,8 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
 
 async def index(request: web.Request) -> web.Response:
     return web.json_response({"service": "egov-kpi-monitor", "version": __version__,
-                              "links": ["/metrics", "/healthz", "/readyz"]})
+                              "links": ["/metrics", "/healthz", "/readyz", "/api/v1/alerts",
+                                                        "/api/v1/silences"]})
 
 
 async def metrics(request: web.Request) -> web.Response:

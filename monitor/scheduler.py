@@ -4,7 +4,8 @@ One job per source on its own interval or cron (in the province's timezone),
 never overlapping itself (``max_instances=1``), missed runs coalesced into one
 and run if no later than ``misfire_grace``, with jitter so sources are not
 polled in lockstep. A KPI refresh job keeps calendar windows current even when
-no data arrives (the month rolls over at local midnight).
+no data arrives (the month rolls over at local midnight); an alerts tick sends
+mail that was deferred or is due for a retry.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class ServiceScheduler:
             self._tracked("refresh-kpis", self._refresh), IntervalTrigger(
                 seconds=config.exporter.evaluate_interval.total_seconds(), timezone=config.timezone),
             id="refresh-kpis", max_instances=1, coalesce=True, misfire_grace_time=60)
+        if config.alerts.enabled:
+            # Deferred digests go out when the sending window opens; retries come due.
+            self.scheduler.add_job(
+                self._tracked("alerts", self._alerts), IntervalTrigger(
+                    seconds=config.alerts.tick.total_seconds(), timezone=config.timezone),
+                id="alerts", max_instances=1, coalesce=True, misfire_grace_time=60)
         self.scheduler.add_job(
             self._tracked("registry", self._registry), CronTrigger(hour=0, minute=5,
                                                                    timezone=config.timezone),
@@ -89,6 +96,9 @@ class ServiceScheduler:
 
     async def _refresh(self) -> None:
         await self.service.refresh_kpis()
+
+    async def _alerts(self) -> None:
+        await self.service.alert_cycle()
 
     async def _registry(self) -> None:
         await asyncio.to_thread(self.service.runner.write_registry)

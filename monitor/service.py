@@ -11,12 +11,16 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
 import aiohttp
 
 from collectors.http import new_session
+from monitor.alerts.alertmanager import AlertmanagerForwarder
+from monitor.alerts.delivery import Deliverer
+from monitor.alerts.engine import AlertEngine
+from monitor.alerts.forwarding import forwarded_alerts
 from monitor.catalog import Catalog, load_catalog
 from monitor.collection import CollectionRunner, Progress, RunSummary
 from monitor.config import Config
@@ -38,6 +42,7 @@ from monitor.storage.results import ResultStore
 from monitor.targets.evaluate import Evaluation, Evaluator
 from monitor.targets.export import render_target_families
 from monitor.targets.loader import RuleSet, configured_rule_paths, load_rules
+from monitor.targets.model import TargetRule
 from monitor.timeutil import Clock, SystemClock, local_date
 from monitor.units import UnitTree, load_units
 from monitor.windows import Window
@@ -72,6 +77,12 @@ class MonitorService:
         self.metrics.rules_reload_success.set(1)
         self.snapshot: list[KpiValue] = []
         self.evaluations: list[Evaluation] = []
+        self.alerting = AlertEngine(config, units=self.units, catalog=self.catalog, store=self.store,
+                                    engine=self.engine, metrics=self.metrics, evaluate_at=self._evaluate_at)
+        self.deliverer = Deliverer(self.alerting.outbox, config.smtp, config.alerts.retry, self.metrics, self.clock)
+        self.forwarder = (AlertmanagerForwarder(config.alerts.alertmanager, self.metrics)
+                          if config.alerts.alertmanager else None)
+        self._alerting = asyncio.Lock()
         self.ready = False
         # Refreshes follow each source's collection and a timer; one at a time, so an
         # older computation can never publish over a newer one.
@@ -117,9 +128,47 @@ class MonitorService:
         return None
 
     async def refresh_kpis(self, as_of: datetime | None = None) -> list[KpiValue]:
-        """Recompute the KPI snapshot and publish it for /metrics."""
+        """Recompute the KPI snapshot and publish it for /metrics; when live (no
+        ``as_of``), move the alerts and send what is due."""
         async with self._refreshing:
-            return await self._refresh(as_of)
+            values = await self._refresh(as_of)
+            rules, evaluations = self.rules, self.evaluations
+        if as_of is None and self.config.alerts.enabled:
+            await self.alert_cycle(rules, evaluations)
+        return values
+
+    def _evaluate_at(self, rules: Sequence[TargetRule], as_of: datetime, units: set[str]) -> list[Evaluation]:
+        return self.evaluator.evaluate(rules, as_of, units=units)
+
+    async def alert_cycle(self, rules: RuleSet | None = None, evaluations: list[Evaluation] | None = None) -> None:
+        """Alert states from the evaluations (when given), then digests for what is
+        due, delivery of the outbox, and forwarding to Alertmanager. Also run on
+        the alerts tick with no evaluations, to send deferred and retried mail."""
+        async with self._alerting:
+            now = self.clock.now()
+            rules = rules or self.rules
+            if evaluations is not None:
+                update = await asyncio.to_thread(self.alerting.update, rules, evaluations, now)
+                if update.transitions:
+                    log.info("alerts: %s", ", ".join(f"{n} → {s}" for s, n in sorted(update.transitions.items())))
+            notice = await asyncio.to_thread(self.alerting.notify, rules, now)
+            if notice.digests:
+                log.info("alerts: %d digest(s) with %d notice(s) put in the outbox", notice.digests, notice.items)
+            if self.alerting.policy.is_open(now):
+                await self.deliverer.drain()
+            else:
+                await self.deliverer.update_gauges()
+            if self.forwarder is not None:
+                await self.forward_alerts(now)
+
+    async def forward_alerts(self, now: datetime) -> None:
+        assert self.forwarder is not None
+        records = await asyncio.to_thread(self.alerting.alerts.load)
+        try:
+            alerts = forwarded_alerts(records, self.rules, self.catalog, self.units, self.config, now)
+            await self.forwarder.forward(alerts, now=now, resend_interval=self.config.alerts.tick)
+        except Exception as exc:  # Alertmanager is optional: its outage must not stop the cycle
+            log.warning("alerts not forwarded to Alertmanager: %s", exc)
 
     async def _refresh(self, as_of: datetime | None) -> list[KpiValue]:
         started = time.perf_counter()
@@ -180,6 +229,11 @@ class MonitorService:
             log.exception("database check failed")
             return False
         return True
+
+    async def aclose(self) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        self.close()
 
     def close(self) -> None:
         self.engine.dispose()

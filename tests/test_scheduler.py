@@ -39,7 +39,7 @@ async def test_jobs_run_at_start_and_the_stop_is_clean(tmp_path: Path, province:
         scheduler = ServiceScheduler(service)
         scheduler.start(run_now=True)
         jobs = {job.id: job for job in scheduler.scheduler.get_jobs()}
-        assert {f"collect:{s.id}" for s in config.sources} | {"refresh-kpis", "registry"} == set(jobs)
+        assert {f"collect:{s.id}" for s in config.sources} | {"refresh-kpis", "registry", "alerts"} == set(jobs)
         assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
         for _ in range(300):  # bounded: at most 30 s
             if len(service.store.health()) == len(config.sources) and service.ready:

@@ -124,6 +124,14 @@ class Store:
         with self.engine.connect() as connection:
             connection.execute(select(1))
 
+    def source_measures(self) -> dict[str, set[str]]:
+        """Which measures each source has delivered: what a source's outage can make incomplete."""
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as connection:
+            for source, measure in connection.execute(select(OBS.c.source, OBS.c.measure).distinct()):
+                out.setdefault(source, set()).add(measure)
+        return out
+
     def count_observations(self) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(OBS)).scalar_one())

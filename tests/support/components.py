@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Prometheus servers (and promtool) for the tests.
+"""Real PostgreSQL, Prometheus and Alertmanager servers (and promtool, amtool) for the tests.
 
 Everything here starts its own throw-away processes on 127.0.0.1 with free ports and
 temporary directories; nothing depends on system services. The Debian packages that
@@ -596,3 +596,180 @@ def promtool_check_rules(path: str | os.PathLike[str]) -> tuple[bool, str]:
 def promtool_test_rules(path: str | os.PathLike[str]) -> tuple[bool, str]:
     """``promtool test rules PATH`` (unit tests for alerting/recording rules)."""
     return _promtool(["test", "rules", os.fspath(path)])
+
+
+# --------------------------------------------------------------------------- Alertmanager
+
+ALERTMANAGER_START_TIMEOUT = 30.0
+
+
+def alertmanager_binary() -> str | None:
+    # Debian renames the binary; upstream tarballs call it plain "alertmanager".
+    return _find_binary("prometheus-alertmanager") or _find_binary("alertmanager")
+
+
+def amtool_binary() -> str | None:
+    return _find_binary("amtool")
+
+
+def require_alertmanager() -> None:
+    require_component(
+        "Alertmanager", alertmanager_binary() is not None, _hint("prometheus-alertmanager")
+    )
+
+
+def require_amtool() -> None:
+    require_component("amtool", amtool_binary() is not None, _hint("prometheus-alertmanager"))
+
+
+class AlertmanagerServer:
+    """A private, single-instance Alertmanager on 127.0.0.1 that notifies nobody.
+
+    Every alert is routed to the ``null`` receiver: the tests look at what
+    Alertmanager holds through its API, not at notifications.
+    """
+
+    def __init__(self, *, binary: str | None = None) -> None:
+        found = binary or alertmanager_binary()
+        if found is None:
+            raise RuntimeError(
+                "alertmanager binary not found (Debian package prometheus-alertmanager)"
+            )
+        self.binary = found
+        self.host = HOST
+        self.port = 0
+        self.base_dir: Path | None = None
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "route": {"receiver": "null", "group_wait": "1s"},
+            "receivers": [{"name": "null"}],
+        }
+
+    def start(self) -> AlertmanagerServer:
+        if self._proc is not None:
+            return self
+        self.base_dir = Path(tempfile.mkdtemp(prefix="egovmon-am-"))
+        self.log_path = self.base_dir / "alertmanager.log"
+        config_path = self.base_dir / "alertmanager.yml"
+        config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
+        try:
+            for _attempt in range(3):
+                if self._start_once(config_path):
+                    break
+            else:
+                raise RuntimeError(f"Alertmanager could not bind a port:\n{_log_tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _start_once(self, config_path: Path) -> bool:
+        assert self.base_dir is not None and self.log_path is not None
+        self.port = free_port(self.host)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config_path}",
+                    f"--storage.path={self.base_dir / 'data'}",
+                    f"--web.listen-address={self.host}:{self.port}",
+                    # Empty: no gossip cluster. Otherwise it binds 0.0.0.0:9094, a fixed port
+                    # on every interface that two test runs (or a system service) would share.
+                    "--cluster.listen-address=",
+                ],
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + ALERTMANAGER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = _log_tail(self.log_path)
+                self._proc = None
+                if "address already in use" in tail:
+                    return False
+                raise RuntimeError(f"Alertmanager exited during startup:\n{tail}")
+            try:
+                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"Alertmanager was not ready within {ALERTMANAGER_START_TIMEOUT:.0f}s:\n"
+            f"{_log_tail(self.log_path)}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after a bound; then remove the directory."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _end_process(self._proc, None, signal.SIGTERM, grace=20)
+            self._proc = None
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def __enter__(self) -> AlertmanagerServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of Alertmanager's own log, for failure messages."""
+        return _log_tail(self.log_path, lines) if self.log_path is not None else ""
+
+    # -- HTTP API
+
+    def api(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        """GET ``/api/v2/<path>`` and return the decoded JSON (params may repeat a key)."""
+        url = f"{self.url}/api/v2/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(list(params))
+        try:
+            with _OPENER.open(url, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode("utf-8", "replace")
+            raise RuntimeError(
+                f"Alertmanager /api/v2/{path} {list(params)}: HTTP {exc.code}: {raw[:500]}"
+            ) from None
+
+    def alerts(self, *matchers: str, active: bool | None = None) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds (never resolved ones), optionally filtered by
+        matchers such as ``'test="abc"'`` and by ``active``."""
+        params = [("filter", matcher) for matcher in matchers]
+        if active is not None:
+            params.append(("active", "true" if active else "false"))
+        return list(self.api("alerts", params))
+
+    def amtool(self, *args: str) -> tuple[bool, str]:
+        """``amtool --alertmanager.url=<this> ARGS``; (ok, stdout), stderr appended on failure."""
+        require_amtool()
+        binary = amtool_binary()
+        assert binary is not None
+        result = subprocess.run(
+            [binary, f"--alertmanager.url={self.url}", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+            # amtool reads defaults from ~/.config/amtool; a HOME without one keeps a
+            # developer's settings (another URL, say) out of the test.
+            env={**os.environ, "HOME": str(self.base_dir or tempfile.gettempdir())},
+        )
+        output = result.stdout.decode("utf-8", "replace")
+        if result.returncode != 0:
+            output += result.stderr.decode("utf-8", "replace")
+        return result.returncode == 0, output

@@ -22,7 +22,7 @@ SOURCE_IDS = {"document_management": "qlvb", "email_directory": "thu-cong-vu", "
 
 
 def write_config(directory: Path, model: ProvinceModel, urls: dict[str, str], *,
-                 database_url: str | None = None, **overrides: Any) -> Path:
+                 database_url: str | None = None, extra: dict[str, Any] | None = None, **overrides: Any) -> Path:
     model.write_units(directory / "units.yaml")
     sources = []
     for kind, source_id in SOURCE_IDS.items():
@@ -34,7 +34,7 @@ def write_config(directory: Path, model: ProvinceModel, urls: dict[str, str], *,
     data = {"version": 1, "province": {"name": "Tỉnh Sơn Hà", "code": "000.00.00.H99"},
             "database": {"url": database_url or "sqlite:///egovmon.db"},
             "http": {"listen": "127.0.0.1:0"}, "units": {"file": "units.yaml"}, "sources": sources,
-            "exporter": {"windows": ["month", "ytd"]}}
+            "exporter": {"windows": ["month", "ytd"]}, **(extra or {})}
     path = directory / "monitor.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -42,15 +42,16 @@ def write_config(directory: Path, model: ProvinceModel, urls: dict[str, str], *,
 
 @asynccontextmanager
 async def simulated_service(directory: Path, model: ProvinceModel, *, clock: Clock | None = None,
-                            database_url: str | None = None, **overrides: Any
+                            database_url: str | None = None, extra: dict[str, Any] | None = None,
+                            **overrides: Any
                             ) -> AsyncIterator[tuple[MonitorService, SimulatorServer, Config]]:
     clock = clock or FrozenClock(NOW)
     async with SimulatorServer(model, clock=clock) as simulators:
         config = load_config(write_config(directory, model, simulators.urls, database_url=database_url,
-                                          **overrides))
+                                          extra=extra, **overrides))
         service = MonitorService(config, clock=clock)
         service.prepare()
         try:
             yield service, simulators, config
         finally:
-            service.close()
+            await service.aclose()
