@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.cli_alerts import alert_json
+from monitor.cli_alerts import alert_json, unknown_matchers
 from monitor.timeutil import parse_duration
 
 STATES = ("pending", "firing", "resolved", "inactive")
@@ -47,6 +47,9 @@ def add_routes(app: web.Application, service_key: web.AppKey[Any]) -> None:
         ends_at = _ends_at(body, now)
         matchers = {k: _opt_str(body, k) for k in ("rule", "unit", "kpi", "source")}
         reason, by = _req_str(body, "reason"), _req_str(body, "created_by")
+        unknown = unknown_matchers(svc, **matchers)
+        if unknown:
+            raise _bad_request("; ".join(unknown))
         try:
             made = await asyncio.to_thread(
                 svc.alerting.silences.add, **matchers, subtree=bool(body.get("subtree", False)), starts_at=now,

@@ -117,7 +117,7 @@ def silence(
         now = service.clock.now()
         ends_at = _span(for_, until, now, required=True)
         assert ends_at is not None
-        problems = _unknown(service, rule=rule, unit=unit, kpi=kpi, source=source)
+        problems = unknown_matchers(service, rule=rule, unit=unit, kpi=kpi, source=source)
         if problems:
             raise fail("; ".join(problems), 2)
         try:
@@ -131,16 +131,17 @@ def silence(
     typer.echo(f"silence {made.id} until {_local(made.ends_at, config.tz)} ({config.timezone})")
 
 
-def _unknown(service: Any, *, rule: str | None, unit: str | None, kpi: str | None, source: str | None) -> list[str]:
+def unknown_matchers(service: Any, *, rule: str | None, unit: str | None, kpi: str | None,
+                     source: str | None) -> list[str]:
     problems = []
     if rule is not None and service.rules.get(rule) is None:
-        problems.append(f"--rule: no rule {rule!r}")
+        problems.append(f"rule: no rule {rule!r}")
     if unit is not None and unit not in service.units:
-        problems.append(f"--unit: no unit {unit!r}")
+        problems.append(f"unit: no unit {unit!r}")
     if kpi is not None and kpi not in service.catalog.kpis:
-        problems.append(f"--kpi: no KPI {kpi!r}")
+        problems.append(f"kpi: no KPI {kpi!r}")
     if source is not None and source not in {s.id for s in service.config.sources}:
-        problems.append(f"--source: no source {source!r}")
+        problems.append(f"source: no source {source!r}")
     return problems
 
 
@@ -223,7 +224,10 @@ def outbox(
 @alerts_app.command()
 def send() -> None:
     """Compose what is due and deliver the outbox now (what the service does every alerts.tick)."""
-    service = open_service(load())
+    config = load()
+    if not config.alerts.enabled:
+        raise fail("alerts are off in this configuration (alerts.enabled: false); nothing to send", 1)
+    service = open_service(config)
 
     async def main() -> None:
         try:

@@ -236,7 +236,8 @@ class AlertsConfig(_Frozen):
     operators: tuple[PersonConfig, ...] = ()
     # The provincial leadership; default: the head of the root unit of the tree.
     province_head: PersonConfig | None = None
-    cc: tuple[Email, ...] = ()  # copied on every digest to a unit head
+    # Told about every target alert, each in a digest of their own (one mail per cycle, not one per unit).
+    cc: tuple[Email, ...] = ()
     languages: dict[Email, Literal["vi", "en"]] = Field(default_factory=dict)  # default: config language
     # No window: mail goes out at any time. Holidays (province's calendar) are outside every window.
     sending_windows: tuple[SendingWindow, ...] = (SendingWindow(),)

@@ -41,7 +41,9 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        # Keep what the client needs to react (WWW-Authenticate on 401, Retry-After …).
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
     except Exception:
         log.exception("error while serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal error; see the service log"}, status=500)

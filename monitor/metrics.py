@@ -70,8 +70,11 @@ class ServiceMetrics:
         self.silences_active = Gauge("egov_silences_active", "Silences in force now", registry=r)
         self.notifications = Counter(
             "egov_notifications_total",
-            "Alert notifications put into digests, by kind (firing, reminder, escalated, resolved, flapping) "
-            "or held back (silenced, acknowledged)", ["kind"], registry=r)
+            "Alert notices put into digests, by kind (firing, reminder, escalated, resolved, flapping)",
+            ["kind"], registry=r)
+        self.alerts_held = Gauge(
+            "egov_alerts_held", "Alert notices due but held back at the last composition, by reason "
+            "(inhibited by a broken source, silenced, unroutable: nobody to tell)", ["reason"], registry=r)
         self.outbox_messages = Gauge(
             "egov_outbox_messages", "Messages in the outbox by status (pending, sending, sent, failed)",
             ["status"], registry=r)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import aiohttp
 
@@ -144,6 +144,8 @@ class MonitorService:
         """Alert states from the evaluations (when given), then digests for what is
         due, delivery of the outbox, and forwarding to Alertmanager. Also run on
         the alerts tick with no evaluations, to send deferred and retried mail."""
+        if not self.config.alerts.enabled:
+            return
         async with self._alerting:
             now = self.clock.now()
             rules = rules or self.rules
@@ -155,11 +157,17 @@ class MonitorService:
             if notice.digests:
                 log.info("alerts: %d digest(s) with %d notice(s) put in the outbox", notice.digests, notice.items)
             if self.alerting.policy.is_open(now):
-                await self.deliverer.drain()
+                await self.deliverer.drain(lease=self.delivery_lease)
             else:
                 await self.deliverer.update_gauges()
             if self.forwarder is not None:
                 await self.forward_alerts(now)
+
+    @property
+    def delivery_lease(self) -> timedelta:
+        """How long a claimed message is held: a whole batch at the SMTP timeout, plus
+        a margin. A sender killed mid-batch releases its messages after this."""
+        return self.deliverer.batch_size * self.config.smtp.timeout + timedelta(seconds=10)
 
     async def forward_alerts(self, now: datetime) -> None:
         assert self.forwarder is not None

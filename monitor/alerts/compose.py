@@ -82,6 +82,7 @@ TEXTS: dict[Language, dict[str, str]] = {
         "footer_escalation": ("Anh/Chị nhận thư này vì cảnh báo của đơn vị nêu trên đã quá hạn xử lý"
                               " và được báo cáo lên cấp trên."),
         "footer_operator": "Anh/Chị nhận thư này vì là người vận hành hệ thống giám sát và các nguồn dữ liệu.",
+        "footer_copy": "Anh/Chị nhận bản sao thư này theo danh sách nhận bản sao của hệ thống giám sát.",
         "footer_repeat": "Thư nhắc lại được gửi định kỳ chừng nào chỉ tiêu vẫn chậm tiến độ.",
         "footer_auto": "Đây là thư tự động, vui lòng không trả lời thư này.",
         "no_news": "Không có thay đổi.",
@@ -120,6 +121,7 @@ TEXTS: dict[Language, dict[str, str]] = {
         "footer_escalation": ("You receive this email because alerts of the unit above were not handled in time"
                               " and were escalated to you."),
         "footer_operator": "You receive this email as an operator of the monitoring service and its data sources.",
+        "footer_copy": "You receive a copy of this email as configured in the monitoring service's copy list.",
         "footer_repeat": "Reminders repeat while a target stays behind.",
         "footer_auto": "This message was sent automatically; please do not reply.",
         "no_news": "Nothing has changed.",
@@ -447,11 +449,26 @@ def group_items(items: Sequence[TargetItem]) -> list[UnitGroup]:
     return sorted(groups, key=lambda g: (*_name_key(g.name), g.unit))
 
 
+_HEAD_ROLES = frozenset({"unit_head"})
+_ESCALATION_ROLES = frozenset({"parent_head", "province_head", "escalation"})
+_COPY_ROLES = frozenset({"cc", "address"})
+
+
 def _footer(digest: Digest, texts: dict[str, str]) -> list[str]:
-    """Why this person gets this mail. The digest has no role field, so it is read off the
-    content: level-0 items go to the unit head, higher levels are escalations, sources go to
-    the operator."""
-    lines: list[str] = []
+    """Why this person gets this mail: from the roles the engine routed it by, or, for a
+    digest built without them, read off the content (level 0: the unit head; higher
+    levels: escalation; sources: the operator)."""
+    if digest.roles:
+        roles = set(digest.roles)
+        lines = [texts[key] for key, wanted in (("footer_head", _HEAD_ROLES), ("footer_escalation", _ESCALATION_ROLES),
+                                                ("footer_copy", _COPY_ROLES)) if roles & wanted]
+        if any(role.startswith("operator") for role in roles):
+            lines.append(texts["footer_operator"])
+        if any(i.kind in ACTION_KINDS for i in digest.items):
+            lines.append(texts["footer_repeat"])
+        lines.append(texts["footer_auto"])
+        return lines
+    lines = []
     if any(i.escalation_level == 0 for i in digest.items):
         lines.append(texts["footer_head"])
     if any(i.escalation_level > 0 for i in digest.items):

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 # Re-evaluates rules at an earlier instant for some units (how long a status has been bad).
 EvaluateAt = Callable[[Sequence[TargetRule], datetime, set[str]], list[Evaluation]]
 _MEASURES_TTL = timedelta(hours=1)
+HELD_REASONS = ("inhibited", "silenced", "unroutable")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class AlertEngine:
         self._measures: dict[str, set[str]] = {}
         self._measures_read: datetime | None = None
         self._inhibited: Counter[str] = Counter()  # target alerts held back, per broken source
+        self._unroutable_warned: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ timing
 
@@ -235,6 +238,11 @@ class AlertEngine:
         for item in fresh:
             rule = rules.get(item[0].rule)
             assert rule is not None
+            resolved_at = item[0].resolved_at
+            if resolved_at is not None and now - resolved_at < rule.notify.for_:
+                # Resolved within `for`: history would only show the old firing; wait in real time.
+                yield item[0], item[1], item[2], None
+                continue
             by_for[rule.notify.for_].append(item)
         for for_, items in by_for.items():
             earlier: dict[tuple[str, str], str] = {}
@@ -276,25 +284,44 @@ class AlertEngine:
             kind = due(record, timing, now)
             if kind is None:
                 continue
+            if record.inhibited_by:  # figures from incomplete data are not sent, reminders neither
+                summary.held["inhibited"] += 1
+                continue
             silence = self._silenced(record, silences, now, day)
             if silence is not None:
                 summary.held["silenced"] += 1
                 continue
             routes = self._routes(record, rules, kind, day)
             if not routes:
-                log.warning("alert %s/%s has nobody to tell: no head on the unit tree and no alerts.operators",
-                            record.rule, record.unit or "-")
+                # Kept due (not marked told): it goes out once someone can be told.
+                if record.key not in self._unroutable_warned:
+                    log.warning("alert %s/%s has nobody to tell: no head on the unit tree and no alerts.operators",
+                                record.rule, record.unit or "-")
+                    self._unroutable_warned.add(record.key)
                 summary.held["unroutable"] += 1
+                continue
             for routed in routes:
                 per_recipient[routed.recipient.email].append((routed, record, kind))
             told.append((record, kind))
+        for reason in HELD_REASONS:
+            self.metrics.alerts_held.labels(reason).set(summary.held[reason])
         if not told:
             return summary
         digests = [self._digest(entries, rules, now, day) for entries in per_recipient.values()]
+        messages = []
+        for digest in digests:
+            try:
+                messages.append(self._message(digest, now))
+            except ValueError as exc:  # one bad address must not hold back everyone else's mail
+                log.error("no digest for %s: %s (fix the address in the unit tree or alerts config)",
+                          digest.recipient.email, exc)
+                summary.held["unroutable"] += 1
         try:
             with self.engine.begin() as connection:
-                for digest in digests:
-                    self._enqueue(connection, digest, now)
+                for key, digest, message in messages:
+                    self.outbox.enqueue(connection, key=key, kind="digest", recipient=digest.recipient.email,
+                                        subject=subject_of(digest), message_id=str(message["Message-ID"]),
+                                        message=message.as_bytes(), now=now)
                 for record, kind in told:
                     self.alerts.save(connection, notified(record, kind, now), now)
         except Conflict as exc:
@@ -303,9 +330,7 @@ class AlertEngine:
             return summary
         for _, kind in told:
             self.metrics.notifications.labels(kind).inc()
-        for held, count in summary.held.items():
-            self.metrics.notifications.labels(held).inc(count)
-        summary.digests = len(digests)
+        summary.digests = len(messages)
         summary.items = len(told)
         return summary
 
@@ -338,8 +363,9 @@ class AlertEngine:
             thread = "sources"
         else:
             thread = f"recipient:{recipient.email}"
+        roles = tuple(sorted({routed.role for routed, _, _ in entries}))
         return Digest(recipient=recipient, province=self.config.province.name, created_at=now,
-                      timezone=self.config.timezone, items=targets, sources=sources, thread_key=thread)
+                      timezone=self.config.timezone, items=targets, sources=sources, thread_key=thread, roles=roles)
 
     def _target_item(self, record: AlertRecord, kind: ItemKind, rules: RuleSet, recipient: Recipient,
                      day: date) -> TargetItem:
@@ -384,14 +410,12 @@ class AlertEngine:
         base = self.config.http.public_url or f"http://{self.config.http.listen}"
         return f"{base.rstrip('/')}/reports/gap?unit={unit}"
 
-    def _enqueue(self, connection: Any, digest: Digest, now: datetime) -> None:
+    def _message(self, digest: Digest, now: datetime) -> tuple[str, Digest, EmailMessage]:
+        """The digest as a message, keyed so that composing it again cannot queue it twice."""
         key = f"digest:{now.isoformat()}:{digest.recipient.email}"
         sender = self.config.smtp.sender
         domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-        message = compose(digest, sender=sender, domain=domain, message_key=key)
-        self.outbox.enqueue(connection, key=key, kind="digest", recipient=digest.recipient.email,
-                            subject=subject_of(digest), message_id=str(message["Message-ID"]),
-                            message=message.as_bytes(), now=now)
+        return key, digest, compose(digest, sender=sender, domain=domain, message_key=key)
 
     # ------------------------------------------------------------------ operators' actions
 

@@ -1,8 +1,11 @@
 """Alert records as Alertmanager alerts, for provinces that already run one.
 
-Labels identify the alert (Alertmanager groups, routes and silences on them);
-annotations carry the text. Only firing alerts and those resolved recently are
-sent: Alertmanager resolves an alert by its ``endsAt``.
+Labels identify the alert (Alertmanager groups, routes and silences on them),
+so they hold only what does not change while it fires; the status (behind,
+missed) and the text go in annotations. Firing alerts are sent every cycle;
+resolved ones, with their ``endsAt``, for an hour after they resolve. The
+alert names differ from those of ``rules export-prometheus`` (EgovTargetBehind)
+so a province that uses both paths can tell them apart.
 """
 
 from __future__ import annotations
@@ -35,16 +38,16 @@ def forwarded_alerts(records: Iterable[AlertRecord], rules: RuleSet, catalog: Ca
             continue
         if record.inhibited_by:
             continue
-        labels = {"province": config.province.name, "severity": record.severity, "status": record.status}
-        annotations: dict[str, str] = {}
+        labels = {"province": config.province.name, "severity": record.severity}
+        annotations: dict[str, str] = {"status": record.status}
         if record.kind == "source":
-            labels |= {"alertname": "EgovSourceDown", "source": record.rule}
+            labels |= {"alertname": "EgovSourceAlert", "source": record.rule}
             annotations["summary"] = f"Nguồn dữ liệu {record.rule}: {record.status}"
             annotations["description"] = str(record.snapshot.get("detail", ""))
         else:
             rule = rules.get(record.rule)
             unit = units.get(record.unit, day)
-            labels |= {"alertname": "EgovTargetBehind", "rule": record.rule, "unit": record.unit,
+            labels |= {"alertname": "EgovTargetAlert", "rule": record.rule, "unit": record.unit,
                        "kpi": record.kpi or ""}
             unit_name = unit.name if unit else record.unit
             kpi = catalog.kpis.get(record.kpi or "")

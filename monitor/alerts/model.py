@@ -89,3 +89,6 @@ class Digest:
     # together in the recipient's mail client.
     thread_key: str = ""
     cc: tuple[Recipient, ...] = field(default=())
+    # Why the recipient is told (unit_head, parent_head, province_head, escalation, cc,
+    # address, operator …): the footer says so.
+    roles: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ from datetime import date
 
 from monitor.alerts.model import Language, Recipient
 from monitor.config import AlertsConfig, PersonConfig
-from monitor.targets.model import TargetRule
+from monitor.targets.model import ROLE_RECIPIENTS, TargetRule
 from monitor.units import Head, UnitTree
 
 
@@ -46,6 +46,8 @@ class Router:
         return [Routed(self._configured(p), "operator") for p in self.alerts.operators]
 
     def role(self, role: str, unit_code: str, day: date) -> Recipient | None:
+        if role not in ROLE_RECIPIENTS:
+            return self._person(role, None)  # a literal address
         unit = self.units.get(unit_code, day)
         if unit is None:
             return None
@@ -59,7 +61,7 @@ class Router:
                 return self._configured(self.alerts.province_head)
             roots = [u for u in chain if u is not None] or [unit]
             return self._head(roots[-1].head)
-        return self._person(role, None)  # a literal address
+        return None
 
     def for_target(self, rule: TargetRule, unit_code: str, level: int, day: date) -> list[Routed]:
         """Everyone told about (rule, unit) at escalation ``level``: the rule's

@@ -105,7 +105,9 @@ def step(record: AlertRecord, signal: Signal, timing: Timing, now: datetime,
     state = record.state
     if state in ("inactive", "resolved"):
         if not signal.bad:
-            return updated, None
+            # Flips age out while resolved too, so a flap that settles resolved is told so.
+            flips = _recent(record.flips, timing, now)
+            return replace(updated, flips=flips, flapping=len(flips) >= timing.flap_threshold), None
         since = min(bad_since, now) if bad_since else now
         updated = replace(updated, state="pending", pending_since=since)
         if now - since < timing.for_:

@@ -8,9 +8,7 @@ taken from the alert engine.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -29,28 +27,6 @@ from tests.support.smtp import SmtpServer
 
 OPERATOR = "cntt@sonha.gov.vn"
 FIRE_ON = ("behind", "missed")
-
-
-@pytest.fixture(scope="module")
-def collected(tmp_path_factory: pytest.TempPathFactory, province: ProvinceModel) -> Path:
-    """A database with the province's history collected once for the module."""
-    import asyncio
-
-    directory = tmp_path_factory.mktemp("collected")
-
-    async def collect() -> None:
-        async with simulated_service(directory, province, extra={"alerts": {"enabled": False}}) as (service, _, _):
-            summaries = await service.runner.collect_all()
-            assert all(s.ok for s in summaries), summaries
-
-    asyncio.run(collect())
-    return directory / "egovmon.db"
-
-
-@pytest.fixture
-def database(collected: Path, tmp_path: Path) -> Iterator[str]:
-    shutil.copy(collected, tmp_path / "egovmon.db")
-    yield "sqlite:///egovmon.db"
 
 
 def alert_settings(smtp: SmtpServer, **alerts: Any) -> dict[str, Any]:
@@ -133,6 +109,15 @@ async def test_one_digest_per_head_nothing_twice_then_a_resolved_notice(
         body = to_head[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "đã khắc phục" in body.lower()
         assert len(set(smtp.message_ids())) == len(smtp.received)
+
+        # Broken again right after: history shows it firing a moment ago, so it must wait
+        # `for` in real time before anyone is told again.
+        _make_zero(service, target.unit, kpi.numerator[0])
+        clock.advance(timedelta(minutes=5))
+        count = len(smtp.received)
+        await service.refresh_kpis()
+        again = service.alerting.alerts.get(target.id or 0)
+        assert again is not None and again.state == "pending" and len(smtp.received) == count
 
 
 def _fixable(service: MonitorService, firing: list[Any], day: Any) -> Any:
@@ -279,3 +264,34 @@ def _sources_fresh(service: MonitorService, at: datetime) -> None:
     """As if every source had just been collected (the data itself stays as stored)."""
     for source in ("qlvb", "thu-cong-vu", "mot-cua"):
         service.store.record_attempt(source, at=at, duration=0.1, ok=True, observations=1, rejections=0)
+
+
+async def test_two_instances_notifying_at_once_send_each_digest_once(
+        tmp_path: Path, province: ProvinceModel, database: str) -> None:
+    import asyncio
+
+    from monitor.config import load_config
+
+    clock = FrozenClock(NOW)
+    async with SmtpServer() as smtp, simulated_service(
+            tmp_path, province, clock=clock, database_url=database,
+            extra=alert_settings(smtp)) as (first, _, config):
+        second = MonitorService(load_config(config.path), clock=clock)  # type: ignore[arg-type]
+        try:
+            _sources_fresh(first, NOW)
+            await first._refresh(None)
+            first.alerting.update(first.rules, first.evaluations, NOW)
+            heads = expected_heads(first, NOW)
+            summaries = await asyncio.gather(asyncio.to_thread(first.alerting.notify, first.rules, NOW),
+                                             asyncio.to_thread(second.alerting.notify, second.rules, NOW))
+            assert sum(s.digests for s in summaries) == len(heads)
+            assert sorted(s.digests for s in summaries)[0] == 0  # the loser sent nothing
+            # Re-running the whole cycle on either instance adds nothing.
+            await second.alert_cycle(second.rules, first.evaluations)
+            await first.alert_cycle(first.rules, first.evaluations)
+            stats = first.alerting.outbox.stats(NOW).counts
+            assert stats["sent"] == len(heads) and stats["pending"] == 0
+            assert Counter(smtp.message_ids()) == Counter(dict.fromkeys(set(smtp.message_ids()), 1))
+            assert len(smtp.received) == len(heads)
+        finally:
+            await second.aclose()

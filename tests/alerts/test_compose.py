@@ -430,3 +430,10 @@ def test_footer_says_why_the_mail_came() -> None:
     assert "quá hạn xử lý và được báo cáo lên cấp trên" in escalated
     assert "(mức 2)" in escalated
     assert "người đứng đầu đơn vị" not in escalated
+
+
+def test_footer_follows_the_roles_the_mail_was_routed_by() -> None:
+    copy, _ = bodies(send(replace(digest(item()), roles=("cc",))))
+    assert "bản sao" in copy and "người đứng đầu đơn vị" not in copy
+    both, _ = bodies(send(replace(digest(item()), roles=("escalation", "unit_head"))))
+    assert "người đứng đầu đơn vị" in both and "báo cáo lên cấp trên" in both

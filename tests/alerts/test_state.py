@@ -113,3 +113,19 @@ def test_flapping_gets_one_notice_then_quiet_until_it_settles() -> None:
     record, _ = step(record, BEHIND, TIMING, now + timedelta(days=1), bad_since=now)
     assert not record.flapping
     assert due(record, TIMING, now + timedelta(days=1)) == "firing"
+
+
+def test_a_flap_that_settles_resolved_gets_its_resolved_notice() -> None:
+    record = fresh()
+    now = T0
+    for i in range(5):  # fire, resolve, fire, resolve, fire: flapping
+        record, _ = step(record, BEHIND if i % 2 == 0 else MET, TIMING, now, bad_since=now - timedelta(days=1))
+        kind = due(record, TIMING, now)
+        if kind is not None:
+            record = notified(record, kind, now)
+        now += timedelta(hours=1)
+    record, _ = step(record, MET, TIMING, now)  # and it stays fixed
+    assert record.flapping and record.notified_state == "flapping"
+    record, _ = step(record, MET, TIMING, now + timedelta(days=1, hours=1))
+    assert not record.flapping
+    assert due(record, TIMING, now + timedelta(days=1, hours=1)) == "resolved"
