@@ -63,14 +63,17 @@ def describe_request(path: str, params: Params | None = None) -> str:
 
 
 def excerpt(body: bytes) -> str:
-    """A short, single-line view of an error body: the ``error`` field if it is JSON."""
+    """A short, single-line view of an error body: when it is JSON, the ``error`` or
+    ``message`` field, or the string itself (Alertmanager's v2 errors are JSON strings)."""
     text = body.decode("utf-8", errors="replace")
     try:
         document = json.loads(text)
     except ValueError:
         document = None
-    if isinstance(document, dict) and isinstance(document.get("error"), str):
-        text = document["error"]
+    if isinstance(document, str):
+        text = document
+    elif isinstance(document, dict):
+        text = next((document[k] for k in ("error", "message") if isinstance(document.get(k), str)), text)
     text = " ".join(text.split())
     if not text:
         return "(empty body)"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,7 +28,12 @@ def test_demo_once_runs_a_complete_cycle(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "one complete cycle done" in result.stdout
     assert (tmp_path / "monitor.yaml").is_file() and (tmp_path / "egovmon.db").is_file()
-    assert (tmp_path / "mail").is_dir()
+    # Every head told once: one digest per recipient, as many as the demo says it sent.
+    sent = int(re.search(r"mail: (\d+) sent", result.stdout).group(1))  # type: ignore[union-attr]
+    mails = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in (tmp_path / "mail").glob("*.eml")]
+    recipients = [m["To"].addresses[0].addr_spec for m in mails]
+    assert sent > 20 and len(mails) == sent and len(set(recipients)) == sent
+    assert all(str(m["Subject"]).startswith("[Tỉnh Sơn Hà (mô phỏng)]") for m in mails)
     # The written config is a real one: config check accepts it.
     check = egovmon("-c", str(tmp_path / "monitor.yaml"), "config", "check")
     assert check.returncode == 0, check.stderr
@@ -37,6 +43,7 @@ def test_demo_once_runs_a_complete_cycle(tmp_path: Path) -> None:
     first_periods = [int(n) for n in re.findall(r"qlvb\s+(\d+) periods", result.stdout)]
     second_periods = [int(n) for n in re.findall(r"qlvb\s+(\d+) periods", again.stdout)]
     assert first_periods == [HISTORY_MONTHS] and second_periods[0] < 3
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == sent  # nothing changed, nothing sent again
 
 
 def test_demo_serves_metrics_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from collectors.http import new_session
+from collectors.http import excerpt, new_session
 from monitor.config import AlertmanagerConfig
 from monitor.metrics import ServiceMetrics
 from monitor.timeutil import aware_utc
@@ -33,7 +33,6 @@ MAX_BATCH = 256
 # A firing alert stays valid for this many resend intervals: it survives up to three
 # missed cycles (a slow evaluation, a failed POST) without flapping to resolved.
 RESEND_FACTOR = 4
-BODY_EXCERPT_CHARS = 200
 # Alertmanager 0.25 accepts only Prometheus' classic label names; checking them here
 # reports the offending alert at once instead of a 400 for its whole batch.
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -108,23 +107,6 @@ def _clean(values: Mapping[str, Any]) -> dict[str, str]:
 def rfc3339(value: datetime) -> str:
     """``2024-03-01T01:30:15.123456Z``: UTC with a ``Z``, as Alertmanager's API expects."""
     return aware_utc(value).isoformat().replace("+00:00", "Z")
-
-
-def _body_excerpt(body: bytes) -> str:
-    """A one-line view of an error answer; Alertmanager's v2 errors are JSON strings."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        document = json.loads(text)
-    except ValueError:
-        document = None
-    if isinstance(document, str):
-        text = document
-    elif isinstance(document, dict) and isinstance(document.get("message"), str):
-        text = document["message"]
-    text = " ".join(text.split())
-    if not text:
-        return "(empty body)"
-    return text if len(text) <= BODY_EXCERPT_CHARS else text[:BODY_EXCERPT_CHARS] + "…"
 
 
 class AlertmanagerForwarder:
@@ -209,7 +191,7 @@ class AlertmanagerForwarder:
             ) from None
         if status >= 300:
             raise AlertmanagerError(
-                f"{what}: HTTP {status}: {_body_excerpt(answer)}", url=self.shown_url, status=status
+                f"{what}: HTTP {status}: {excerpt(answer)}", url=self.shown_url, status=status
             )
 
     def _get_session(self) -> aiohttp.ClientSession:

@@ -560,31 +560,6 @@ def _tz(ctx: Context) -> tzinfo:
 
 
 @pass_context
-def _percent_filter(ctx: Context, value: float | None) -> str:
-    return format_percent(value, _lang(ctx))
-
-
-@pass_context
-def _gap_filter(ctx: Context, value: float | None) -> str:
-    return format_gap(value, _lang(ctx))
-
-
-@pass_context
-def _points_filter(ctx: Context, value: float) -> str:
-    return format_points(value, _lang(ctx))
-
-
-@pass_context
-def _trend_filter(ctx: Context, value: float | None) -> str:
-    return format_trend(value, _lang(ctx))
-
-
-@pass_context
-def _day_filter(ctx: Context, value: date) -> str:
-    return format_day(value, _lang(ctx))
-
-
-@pass_context
 def _moment_filter(ctx: Context, value: datetime | None) -> str:
     if value is None:
         texts: dict[str, str] = ctx["t"]
@@ -597,24 +572,13 @@ def _data_day_filter(ctx: Context, value: datetime) -> str:
     return format_day(data_day(value, _tz(ctx)), _lang(ctx))
 
 
-@pass_context
-def _target_filter(ctx: Context, item: TargetItem) -> str:
-    return format_target(item, _lang(ctx))
+def _in_language(format_: Callable[[Any, Language], str]) -> Callable[[Context, Any], str]:
+    """A template filter: ``format_(value, the digest's language)``."""
+    @pass_context
+    def apply(ctx: Context, value: Any) -> str:
+        return format_(value, _lang(ctx))
 
-
-@pass_context
-def _forecast_filter(ctx: Context, item: TargetItem) -> str:
-    return format_forecast(item, _lang(ctx))
-
-
-@pass_context
-def _held_back_filter(ctx: Context, count: int) -> str:
-    return held_back_note(count, _lang(ctx))
-
-
-@pass_context
-def _escalation_filter(ctx: Context, level: int) -> str:
-    return escalation_note(level, _lang(ctx))
+    return apply
 
 
 def _name_filter(table: dict[Language, dict[str, str]]) -> Callable[[Context, str], str]:
@@ -638,17 +602,17 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update({
-        "percent": _percent_filter,
-        "gap": _gap_filter,
-        "points": _points_filter,
-        "trend": _trend_filter,
-        "day": _day_filter,
+        "percent": _in_language(format_percent),
+        "gap": _in_language(format_gap),
+        "points": _in_language(format_points),
+        "trend": _in_language(format_trend),
+        "day": _in_language(format_day),
         "moment": _moment_filter,
         "data_day": _data_day_filter,
-        "target": _target_filter,
-        "forecast": _forecast_filter,
-        "escalation": _escalation_filter,
-        "held_back": _held_back_filter,
+        "target": _in_language(format_target),
+        "forecast": _in_language(format_forecast),
+        "escalation": _in_language(escalation_note),
+        "held_back": _in_language(held_back_note),
         "status_name": _name_filter(STATUS_NAMES),
         "kind_name": _name_filter(KIND_NAMES),
         "source_kind_name": _name_filter(SOURCE_KIND_NAMES),

@@ -22,7 +22,7 @@ from monitor.timeutil import FrozenClock
 from tests.alerts.test_alert_cycle import _sources_fresh, alert_settings
 from tests.support.components import AlertmanagerServer, require_alertmanager
 from tests.support.province import NOW, simulated_service
-from tests.support.smtp import SmtpServer
+from tests.support.smtp import SmtpServer, TlsFiles
 
 TOKEN = "s3cret-token-for-tests"
 TOKEN_HASH = "sha256:" + hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -144,12 +144,18 @@ def test_cli_lists_silences_and_acknowledges(tmp_path: Path, province: ProvinceM
 
 async def test_smtp_down_for_several_cycles_then_each_digest_once(
         tmp_path: Path, province: ProvinceModel, database: str) -> None:
+    """Over STARTTLS with a login, as a province's relay would want it."""
     clock = FrozenClock(NOW)
-    smtp = SmtpServer()
+    tls = TlsFiles.create(tmp_path)
+    smtp = SmtpServer(security="starttls", tls=tls, username="egovmon", password="mật-khẩu-thư")
     await smtp.start()
     await smtp.stop()
+    (tmp_path / "smtp-password").write_text("mật-khẩu-thư\n", encoding="utf-8")
+    settings = alert_settings(smtp)
+    settings["smtp"] |= {"security": "starttls", "username": "egovmon", "password_file": "smtp-password",
+                         "ca_file": str(tls.ca_file)}
     async with simulated_service(tmp_path, province, clock=clock, database_url=database,
-                                 extra=alert_settings(smtp)) as (service, _, _):
+                                 extra=settings) as (service, _, _):
         _sources_fresh(service, NOW)
         await service.refresh_kpis()
         composed = service.alerting.outbox.stats(NOW).counts["pending"]
@@ -167,6 +173,7 @@ async def test_smtp_down_for_several_cycles_then_each_digest_once(
             await service.alert_cycle()
             ids = Counter(smtp.message_ids())
             assert len(ids) == composed and max(ids.values()) == 1
+            assert all(m.tls and m.login == "egovmon" for m in smtp.received)
             stats = service.alerting.outbox.stats(clock.now()).counts
             assert stats["sent"] == composed and stats["pending"] == 0
             metrics = service.metrics.registry

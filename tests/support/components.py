@@ -371,8 +371,114 @@ class PrometheusQueryError(RuntimeError):
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class PrometheusServer:
+class _ReadyDaemon:
+    """A Prometheus-family server (Prometheus, Alertmanager) in a private temporary
+    directory on a free loopback port: written config, started, ready on ``/-/ready``,
+    stopped with SIGTERM then SIGKILL, directory removed. Subclasses say what to run."""
+
+    title = "server"
+    prefix = "egovmon-"
+    config_name = "config.yml"
+    start_timeout = 30.0
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.host = HOST
+        self.port = 0
+        self.base_dir: Path | None = None
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def arguments(self, config_path: Path) -> list[str]:
+        """Command-line arguments after the binary; the listen address comes from ``self``."""
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        if self._proc is not None:
+            return self
+        self.base_dir = Path(tempfile.mkdtemp(prefix=self.prefix))
+        self.log_path = self.base_dir / f"{self.title.lower()}.log"
+        config_path = self.base_dir / self.config_name
+        config_path.write_text(
+            yaml.safe_dump(self.config(), allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        try:
+            for _attempt in range(3):
+                if self._start_once(config_path):
+                    break
+            else:
+                raise RuntimeError(f"{self.title} could not bind a port:\n{_log_tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _start_once(self, config_path: Path) -> bool:
+        assert self.base_dir is not None and self.log_path is not None
+        self.port = free_port(self.host)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self.binary, *self.arguments(config_path)],
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = _log_tail(self.log_path)
+                self._proc = None
+                if "address already in use" in tail:
+                    return False
+                raise RuntimeError(f"{self.title} exited during startup:\n{tail}")
+            try:
+                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.title} was not ready within {self.start_timeout:.0f}s:\n{_log_tail(self.log_path)}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after a bound; then remove the directory."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _end_process(self._proc, None, signal.SIGTERM, grace=20)
+            self._proc = None
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's own log, for failure messages."""
+        return _log_tail(self.log_path, lines) if self.log_path is not None else ""
+
+
+class PrometheusServer(_ReadyDaemon):
     """A private Prometheus on 127.0.0.1 scraping ``targets`` (``["127.0.0.1:9480"]``)."""
+
+    title = "Prometheus"
+    prefix = "egovmon-prom-"
+    config_name = "prometheus.yml"
+    start_timeout = PROMETHEUS_START_TIMEOUT
 
     def __init__(
         self,
@@ -389,21 +495,12 @@ class PrometheusServer:
         found = binary or prometheus_binary()
         if found is None:
             raise RuntimeError("prometheus binary not found (Debian package prometheus)")
-        self.binary = found
+        super().__init__(found)
         self.scrape_targets = list(targets)
         self.scrape_interval = scrape_interval
         self.metrics_path = metrics_path
         self.job_name = job_name
         self.rule_files = [str(Path(p).resolve()) for p in rule_files]
-        self.host = HOST
-        self.port = 0
-        self.base_dir: Path | None = None
-        self.log_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def config(self) -> dict[str, Any]:
         return {
@@ -422,78 +519,13 @@ class PrometheusServer:
             ],
         }
 
-    def start(self) -> PrometheusServer:
-        if self._proc is not None:
-            return self
-        self.base_dir = Path(tempfile.mkdtemp(prefix="egovmon-prom-"))
-        self.log_path = self.base_dir / "prometheus.log"
-        config_path = self.base_dir / "prometheus.yml"
-        config_path.write_text(
-            yaml.safe_dump(self.config(), allow_unicode=True, sort_keys=False), encoding="utf-8"
-        )
-        try:
-            for _attempt in range(3):
-                if self._start_once(config_path):
-                    break
-            else:
-                raise RuntimeError(f"Prometheus could not bind a port:\n{_log_tail(self.log_path)}")
-        except BaseException:
-            self.stop()
-            raise
-        atexit.register(self.stop)
-        return self
-
-    def _start_once(self, config_path: Path) -> bool:
-        assert self.base_dir is not None and self.log_path is not None
-        self.port = free_port(self.host)
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={self.base_dir / 'data'}",
-                    f"--web.listen-address={self.host}:{self.port}",
-                ],
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + PROMETHEUS_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                tail = _log_tail(self.log_path)
-                self._proc = None
-                if "address already in use" in tail:
-                    return False
-                raise RuntimeError(f"Prometheus exited during startup:\n{tail}")
-            try:
-                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"Prometheus was not ready within {PROMETHEUS_START_TIMEOUT:.0f}s:\n"
-            f"{_log_tail(self.log_path)}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after a bound; then remove the directory."""
-        atexit.unregister(self.stop)
-        if self._proc is not None:
-            _end_process(self._proc, None, signal.SIGTERM, grace=20)
-            self._proc = None
-        if self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def arguments(self, config_path: Path) -> list[str]:
+        assert self.base_dir is not None
+        return [
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.base_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+        ]
 
     # -- HTTP API
 
@@ -529,10 +561,6 @@ class PrometheusServer:
             if result or time.monotonic() >= deadline:
                 return result
             time.sleep(0.2)
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of Prometheus's own log, for failure messages."""
-        return _log_tail(self.log_path, lines) if self.log_path is not None else ""
 
     def query(self, expr: str) -> list[Any]:
         """Instant query; the ``result`` list (vector: ``[{"metric": {…}, "value": [t, "v"]}]``)."""
@@ -622,12 +650,17 @@ def require_amtool() -> None:
     require_component("amtool", amtool_binary() is not None, _hint("prometheus-alertmanager"))
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(_ReadyDaemon):
     """A private, single-instance Alertmanager on 127.0.0.1 that notifies nobody.
 
     Every alert is routed to the ``null`` receiver: the tests look at what
     Alertmanager holds through its API, not at notifications.
     """
+
+    title = "Alertmanager"
+    prefix = "egovmon-am-"
+    config_name = "alertmanager.yml"
+    start_timeout = ALERTMANAGER_START_TIMEOUT
 
     def __init__(self, *, binary: str | None = None) -> None:
         found = binary or alertmanager_binary()
@@ -635,16 +668,7 @@ class AlertmanagerServer:
             raise RuntimeError(
                 "alertmanager binary not found (Debian package prometheus-alertmanager)"
             )
-        self.binary = found
-        self.host = HOST
-        self.port = 0
-        self.base_dir: Path | None = None
-        self.log_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        super().__init__(found)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -652,83 +676,16 @@ class AlertmanagerServer:
             "receivers": [{"name": "null"}],
         }
 
-    def start(self) -> AlertmanagerServer:
-        if self._proc is not None:
-            return self
-        self.base_dir = Path(tempfile.mkdtemp(prefix="egovmon-am-"))
-        self.log_path = self.base_dir / "alertmanager.log"
-        config_path = self.base_dir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
-        try:
-            for _attempt in range(3):
-                if self._start_once(config_path):
-                    break
-            else:
-                raise RuntimeError(f"Alertmanager could not bind a port:\n{_log_tail(self.log_path)}")
-        except BaseException:
-            self.stop()
-            raise
-        atexit.register(self.stop)
-        return self
-
-    def _start_once(self, config_path: Path) -> bool:
-        assert self.base_dir is not None and self.log_path is not None
-        self.port = free_port(self.host)
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={config_path}",
-                    f"--storage.path={self.base_dir / 'data'}",
-                    f"--web.listen-address={self.host}:{self.port}",
-                    # Empty: no gossip cluster. Otherwise it binds 0.0.0.0:9094, a fixed port
-                    # on every interface that two test runs (or a system service) would share.
-                    "--cluster.listen-address=",
-                ],
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + ALERTMANAGER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                tail = _log_tail(self.log_path)
-                self._proc = None
-                if "address already in use" in tail:
-                    return False
-                raise RuntimeError(f"Alertmanager exited during startup:\n{tail}")
-            try:
-                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"Alertmanager was not ready within {ALERTMANAGER_START_TIMEOUT:.0f}s:\n"
-            f"{_log_tail(self.log_path)}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after a bound; then remove the directory."""
-        atexit.unregister(self.stop)
-        if self._proc is not None:
-            _end_process(self._proc, None, signal.SIGTERM, grace=20)
-            self._proc = None
-        if self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of Alertmanager's own log, for failure messages."""
-        return _log_tail(self.log_path, lines) if self.log_path is not None else ""
+    def arguments(self, config_path: Path) -> list[str]:
+        assert self.base_dir is not None
+        return [
+            f"--config.file={config_path}",
+            f"--storage.path={self.base_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            # Empty: no gossip cluster. Otherwise it binds 0.0.0.0:9094, a fixed port
+            # on every interface that two test runs (or a system service) would share.
+            "--cluster.listen-address=",
+        ]
 
     # -- HTTP API
 
