@@ -79,13 +79,13 @@ def run() -> None:
     service = _service(_load())
 
     async def main() -> int:
-        await service.refresh_kpis()
-        return await serve(service, sys.stdout)
+        try:
+            await service.refresh_kpis()
+            return await serve(service, sys.stdout)
+        finally:
+            await service.aclose()
 
-    try:
-        raise typer.Exit(asyncio.run(main()))
-    finally:
-        service.close()
+    raise typer.Exit(asyncio.run(main()))
 
 
 def _parse_span(text: str) -> tuple[date, date]:
