@@ -286,6 +286,30 @@ class ExporterConfig(_Frozen):
         return value
 
 
+class ReportSchedule(_Frozen):
+    """A gap report emailed on a schedule (through the outbox, like alert mail)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    schedule: Schedule  # e.g. {cron: "0 8 * * mon"}: Mondays 08:00, province's time
+    to: Annotated[tuple[PersonConfig, ...], Field(min_length=1)]
+    unit: str | None = None  # the report's scope; default the whole province
+    language: Literal["vi", "en"] | None = None  # default the configuration's language
+    attach: Annotated[tuple[Literal["xlsx", "csv", "html", "json", "md"], ...], Field(min_length=1)] = ("xlsx",)
+
+
+class ReportsConfig(_Frozen):
+    schedules: tuple[ReportSchedule, ...] = ()
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique(cls, value: tuple[ReportSchedule, ...]) -> tuple[ReportSchedule, ...]:
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"report schedule name(s) used twice: {', '.join(twice)}")
+        return value
+
+
 class ProvinceConfig(_Frozen):
     name: str
     code: str | None = None
@@ -307,6 +331,7 @@ class Config(_Frozen):
     rules: RulesConfig = RulesConfig()
     exporter: ExporterConfig = ExporterConfig()
     alerts: AlertsConfig = AlertsConfig()
+    reports: ReportsConfig = ReportsConfig()
     path: Path | None = None
 
     @field_validator("timezone")

@@ -20,7 +20,7 @@ async def serve(service: MonitorService, out: TextIO, *, collect_now: bool = Tru
     scheduler = ServiceScheduler(service)
     scheduler.start(run_now=collect_now)
     out.write(f"serving http://{service.config.http.host}:{http.port}/metrics "
-              "(also /healthz, /readyz); Ctrl-C stops.\n")
+              "(also /healthz, /readyz, /api/v1, /openapi.json, /reports/gap); Ctrl-C stops.\n")
     out.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ from monitor.timeutil import Clock, SystemClock, add_months, local_date, zone
 
 log = logging.getLogger(__name__)
 HISTORY_MONTHS = 24
+LEADERSHIP = {"name": "Lãnh đạo UBND tỉnh Sơn Hà", "email": "lanhdao@sonha.gov.vn"}
 DEMO_RULES = "rules/son-ha.yaml"
 SOURCES = (  # id, kind, schedule
     ("qlvb", "document_management", {"interval": "5m", "jitter": "10s"}),
@@ -79,6 +80,11 @@ def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, toda
         # keeps the default office-hours window (mail outside it waits, never dropped).
         "alerts": {"sending_windows": [], "operators": [
             {"name": "Phòng Công nghệ thông tin", "email": "cntt@sonha.gov.vn"}]},
+        # Leadership gets the gap report by mail: weekly (Monday 08:00) and monthly (the 1st).
+        "reports": {"schedules": [
+            {"name": "hang-tuan", "schedule": {"cron": "0 8 * * mon"}, "to": [LEADERSHIP]},
+            {"name": "hang-thang", "schedule": {"cron": "0 8 1 * *"}, "to": [LEADERSHIP],
+             "attach": ["xlsx", "html"]}]},
     }
 
 

@@ -1,12 +1,15 @@
-"""The one HTTP listener: /metrics, /healthz, /readyz, /api/v1 (alerts, silences).
+"""The one HTTP listener: /metrics, /healthz, /readyz, the /api/v1 read API
+(units, KPIs, observations, evaluations, rules, sources, scores), alerts and
+silences, the gap report (/reports/gap), and /openapi.json describing all of it.
 
 Binds to loopback by default (``127.0.0.1:9480``). Errors reach clients as a
-short JSON message, never a stack trace.
+short JSON message ``{"error": ...}``, never a stack trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -14,7 +17,11 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.api_alerts import add_routes as add_alert_routes
+from monitor.api_v1 import ApiError
+from monitor.api_v1 import add_routes as add_read_routes
 from monitor.exporter import CONTENT_TYPE
+from monitor.openapi import build_openapi
+from monitor.reports.http import add_routes as add_report_routes
 from monitor.service import MonitorService
 
 log = logging.getLogger(__name__)
@@ -29,7 +36,10 @@ def build_app(service: MonitorService) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi_document)
+    add_read_routes(app, SERVICE_KEY)
     add_alert_routes(app, SERVICE_KEY)
+    add_report_routes(app, SERVICE_KEY)
     return app
 
 
@@ -38,21 +48,51 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except ApiError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers,
+                                 dumps=_dumps)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        # Keep what the client needs to react (WWW-Authenticate on 401, Retry-After …).
+        # Keep what the client needs to react (Allow on 405, Retry-After …).
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+        return web.json_response({"error": _message(request, exc)}, status=exc.status, headers=headers,
+                                 dumps=_dumps)
     except Exception:
         log.exception("error while serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal error; see the service log"}, status=500)
 
 
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _message(request: web.Request, exc: web.HTTPException) -> str:
+    """What the framework's own errors say, made useful."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return (f"method {request.method} is not allowed on {request.path}; "
+                f"allowed: {', '.join(sorted(exc.allowed_methods))}")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"the request body is too large: at most {MAX_REQUEST_BYTES} bytes"
+    if isinstance(exc, web.HTTPNotFound) and exc.reason == "Not Found":
+        return f"no such endpoint: {request.path} (the API is described at /openapi.json)"
+    return exc.reason
+
+
+LINKS = ("/openapi.json", "/metrics", "/healthz", "/readyz", "/api/v1/units", "/api/v1/kpis",
+         "/api/v1/observations", "/api/v1/evaluations", "/api/v1/rules", "/api/v1/sources", "/api/v1/scores",
+         "/api/v1/alerts", "/api/v1/silences", "/reports/gap")
+
+
 async def index(request: web.Request) -> web.Response:
+    served = {r.resource.canonical for r in request.app.router.routes() if r.resource is not None}
     return web.json_response({"service": "egov-kpi-monitor", "version": __version__,
-                              "links": ["/metrics", "/healthz", "/readyz", "/api/v1/alerts",
-                                                        "/api/v1/silences"]})
+                              "links": [link for link in LINKS if link in served]})
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    document = build_openapi(request.app[SERVICE_KEY], request.app)
+    return web.json_response(document, dumps=_dumps)
 
 
 async def metrics(request: web.Request) -> web.Response:

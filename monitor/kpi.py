@@ -91,6 +91,22 @@ class KpiEngine:
             results.extend(self.compute_from(observations, as_of, window, kpi_ids, wanted, scope))
         return results
 
+    def compute_series(self, instants: Sequence[datetime], windows: Sequence[Window], *,
+                       kpis: Iterable[str], units: Iterable[str],
+                       scope: Scope = "subtree") -> dict[datetime, list[KpiValue]]:
+        """``compute`` at several instants (a chart's points) from one read of the
+        observations that all of their windows span."""
+        kpi_ids, wanted = list(kpis), set(units)
+        if not instants or not windows or not kpi_ids:
+            return {}
+        spans = [window.bounds(instant, self.tz) for instant in instants for window in windows]
+        measures = {m for k in kpi_ids for m in self.catalog.kpis[k].measures}
+        observations = self.store.load_observations(
+            measures, min(s for s, _ in spans), max(e for _, e in spans))
+        return {instant: [value for window in windows
+                          for value in self.compute_from(observations, instant, window, kpi_ids, wanted, scope)]
+                for instant in instants}
+
     def compute_from(self, observations: Iterable[StoredObservation], as_of: datetime,
                      window: Window, kpi_ids: Sequence[str],
                      wanted: set[str] | None = None, scope: Scope = "subtree") -> list[KpiValue]:

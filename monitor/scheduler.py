@@ -20,7 +20,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Schedule
+from monitor.config import ReportSchedule, Schedule
 from monitor.service import MonitorService
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,11 @@ class ServiceScheduler:
                 self._tracked("alerts", self._alerts), IntervalTrigger(
                     seconds=config.alerts.tick.total_seconds(), timezone=config.timezone),
                 id="alerts", max_instances=1, coalesce=True, misfire_grace_time=60)
+        for report in config.reports.schedules:
+            self.scheduler.add_job(
+                self._tracked(f"report:{report.name}", self._reporter(report)),
+                trigger_for(report.schedule, config.timezone), id=f"report:{report.name}", max_instances=1,
+                coalesce=True, misfire_grace_time=int(report.schedule.misfire_grace.total_seconds()))
         self.scheduler.add_job(
             self._tracked("registry", self._registry), CronTrigger(hour=0, minute=5,
                                                                    timezone=config.timezone),
@@ -96,6 +101,11 @@ class ServiceScheduler:
 
     async def _refresh(self) -> None:
         await self.service.refresh_kpis()
+
+    def _reporter(self, schedule: ReportSchedule) -> Callable[[], Awaitable[None]]:
+        async def report() -> None:
+            await self.service.send_scheduled_report(schedule)
+        return report
 
     async def _alerts(self) -> None:
         await self.service.alert_cycle()

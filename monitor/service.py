@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from email.utils import parseaddr
 
 import aiohttp
 
@@ -21,9 +22,10 @@ from monitor.alerts.alertmanager import AlertmanagerForwarder
 from monitor.alerts.delivery import Deliverer
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.forwarding import forwarded_alerts
+from monitor.alerts.model import Recipient
 from monitor.catalog import Catalog, load_catalog
 from monitor.collection import CollectionRunner, Progress, RunSummary
-from monitor.config import Config
+from monitor.config import Config, ReportSchedule
 from monitor.errors import ConfigError
 from monitor.exporter import Exposition, render_kpi_families
 from monitor.kpi import KpiEngine, KpiValue, Scope
@@ -83,6 +85,7 @@ class MonitorService:
         self.forwarder = (AlertmanagerForwarder(config.alerts.alertmanager, self.metrics)
                           if config.alerts.alertmanager else None)
         self._alerting = asyncio.Lock()
+        self.reporting_lock = asyncio.Lock()  # one report at a time: each evaluates and stores every rule
         self.ready = False
         # Refreshes follow each source's collection and a timer; one at a time, so an
         # older computation can never publish over a newer one.
@@ -162,6 +165,37 @@ class MonitorService:
                 await self.deliverer.update_gauges()
             if self.forwarder is not None:
                 await self.forward_alerts(now)
+
+    async def send_scheduled_report(self, schedule: ReportSchedule) -> int:
+        """Build the schedule's report now and put one message per recipient in the
+        outbox (keyed by schedule, day and recipient: a re-run adds nothing), then
+        deliver what the sending window allows. Returns the messages queued."""
+        from monitor.reports.build import build_gap_report
+        from monitor.reports.formats import format_named
+        from monitor.reports.mail import report_message
+
+        language = schedule.language or self.config.language
+        async with self.reporting_lock:
+            report = await asyncio.to_thread(build_gap_report, self, scope=schedule.unit, language=language)
+        attachments = [(fmt, await asyncio.to_thread(fmt.render, report))
+                       for fmt in (format_named(name) for name in schedule.attach)]
+        sender = self.config.smtp.sender
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        queued = 0
+        for person in schedule.to:
+            recipient = Recipient(email=person.email, name=person.name, language=language)
+            key = f"report:{schedule.name}:{report.as_of_day.isoformat()}:{person.email}"
+            message = report_message(report, schedule=schedule.name, recipient=recipient, sender=sender,
+                                     domain=domain, message_key=key, attachments=attachments)
+            queued += await asyncio.to_thread(
+                self.alerting.outbox.enqueue_now, key=key, kind="report", recipient=person.email,
+                subject=str(message["Subject"]), message_id=str(message["Message-ID"]),
+                message=message.as_bytes(), now=self.clock.now())
+        log.info("report %s: %d message(s) queued for %d recipient(s)", schedule.name, queued, len(schedule.to))
+        if self.alerting.policy.is_open(self.clock.now()):
+            async with self._alerting:
+                await self.deliverer.drain(lease=self.delivery_lease)
+        return queued
 
     @property
     def delivery_lease(self) -> timedelta:

@@ -93,3 +93,31 @@ def province() -> Any:
     from monitor.simulators.province import ProvinceModel
 
     return ProvinceModel(seed=2025)
+
+
+@pytest.fixture(scope="session")
+def collected(tmp_path_factory: pytest.TempPathFactory, province: Any) -> Path:
+    """A database with the simulated province's history collected once for the session
+    (alert, report and API tests copy it: see ``database``)."""
+    import asyncio
+
+    from tests.support.province import simulated_service
+
+    directory = tmp_path_factory.mktemp("collected")
+
+    async def collect() -> None:
+        async with simulated_service(directory, province, extra={"alerts": {"enabled": False}}) as (service, _, _):
+            summaries = await service.runner.collect_all()
+            assert all(s.ok for s in summaries), summaries
+
+    asyncio.run(collect())
+    return directory / "egovmon.db"
+
+
+@pytest.fixture
+def database(collected: Path, tmp_path: Path) -> str:
+    """A copy of the collected history in the test's directory, as a config's database URL."""
+    import shutil
+
+    shutil.copy(collected, tmp_path / "egovmon.db")
+    return "sqlite:///egovmon.db"

@@ -659,36 +659,52 @@ def _recipient_address(recipient: Recipient) -> Address:
     return _address(recipient.email, recipient.name)
 
 
+def message_headers(*, sender: str, recipient: Recipient, subject: str, created_at: datetime, domain: str,
+                    message_key: str, thread_key: str | None = None,
+                    cc: Sequence[Recipient] = ()) -> EmailMessage:
+    """A message with every header set and no body yet: addresses and subject written
+    as RFC 2047 encoded words by this module (see ``encoded_words``), a Message-ID from
+    ``message_key`` (a retry is recognisable), and a thread from ``thread_key``."""
+    if created_at.tzinfo is None or created_at.utcoffset() is None:
+        raise ValueError("created_at must be aware")
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = _addresses("From", [parse_sender(sender)])
+    msg["To"] = _addresses("To", [_recipient_address(recipient)])
+    if cc:
+        msg["Cc"] = _addresses("Cc", [_recipient_address(r) for r in cc])
+    msg["Subject"] = _unstructured("Subject", subject)
+    msg["Date"] = format_datetime(created_at)
+    msg["Message-ID"] = message_id(message_key, domain)
+    if thread_key:
+        msg["In-Reply-To"] = thread_id(thread_key, domain)
+        msg["References"] = thread_id(thread_key, domain)
+        msg["X-Egovmon-Thread"] = _unstructured("X-Egovmon-Thread", thread_key)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    return msg
+
+
+def stable_boundary(msg: EmailMessage, message_key: str) -> None:
+    """"=_" never occurs in quoted-printable or base64 text, so this boundary cannot
+    collide with a body; derived from the key, it keeps a retry byte-identical."""
+    msg.set_boundary(f"=_egovmon_{_hash('boundary:' + message_key, 24)}")
+
+
 def compose(digest: Digest, *, sender: str, domain: str, message_key: str) -> EmailMessage:
     """The digest as a ready-to-send message (multipart/alternative: text, then HTML).
 
     Serialise it with ``msg.as_bytes(policy=email.policy.SMTP)``: headers are RFC 2047
     encoded ASCII, bodies quoted-printable, so it crosses any relay without SMTPUTF8.
     """
-    if digest.created_at.tzinfo is None or digest.created_at.utcoffset() is None:
-        raise ValueError("digest.created_at must be aware")
     lang = digest.recipient.language
     thread_key = _one_line(digest.thread_key) or digest.recipient.email.strip().lower()
     text, html = render_bodies(digest)
-
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = _addresses("From", [parse_sender(sender)])
-    msg["To"] = _addresses("To", [_recipient_address(digest.recipient)])
-    if digest.cc:
-        msg["Cc"] = _addresses("Cc", [_recipient_address(r) for r in digest.cc])
-    msg["Subject"] = _unstructured("Subject", subject_of(digest))
-    msg["Date"] = format_datetime(digest.created_at)
-    msg["Message-ID"] = message_id(message_key, domain)
-    msg["In-Reply-To"] = thread_id(thread_key, domain)
-    msg["References"] = thread_id(thread_key, domain)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Egovmon-Thread"] = _unstructured("X-Egovmon-Thread", thread_key)
+    msg = message_headers(sender=sender, recipient=digest.recipient, subject=subject_of(digest),
+                          created_at=digest.created_at, domain=domain, message_key=message_key,
+                          thread_key=thread_key, cc=digest.cc)
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # "=_" never occurs in quoted-printable text, so this boundary cannot collide with a body;
-    # derived from the key, it keeps a retry byte-identical.
-    msg.set_boundary(f"=_egovmon_{_hash('boundary:' + message_key, 24)}")
+    stable_boundary(msg, message_key)
     # After the bodies: set_content and add_alternative move Content-* headers into the parts.
     msg["Content-Language"] = lang
     return msg

@@ -45,10 +45,11 @@ async def test_api_reads_openly_and_changes_only_with_a_token(
         auth = {"Authorization": f"Bearer {TOKEN}"}
         try:
             async with aiohttp.ClientSession() as session:
-                async with session.get(f"{base}/alerts", params={"state": "firing"}) as response:
+                async with session.get(f"{base}/alerts", params={"state": "firing", "limit": "1000"}) as response:
                     listed = await response.json()
                 stored = service.alerting.alerts.load(states=("firing",))
-                assert response.status == 200 and listed["count"] == len(stored) > 0
+                assert response.status == 200 and listed["count"] == listed["total"] == len(stored) > 0
+                assert listed["limit"] == 1000 and listed["offset"] == 0 and listed["next"] is None
                 assert {(a["rule"], a["unit"]) for a in listed["items"]} == {(r.rule, r.unit) for r in stored}
                 async with session.get(f"{base}/alerts", params={"state": "burning"}) as response:
                     assert response.status == 400 and "state" in (await response.json())["error"]

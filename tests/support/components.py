@@ -730,3 +730,327 @@ class AlertmanagerServer(_ReadyDaemon):
         if result.returncode != 0:
             output += result.stderr.decode("utf-8", "replace")
         return result.returncode == 0, output
+
+
+# --------------------------------------------------------------------------- Chromium (headless)
+#
+# For the HTML report test: render a page in a real browser, take a screenshot, read the
+# rendered DOM and every console message. Approach: one headless Chromium driven over the
+# DevTools protocol (CDP) -- ``--remote-debugging-port=0`` on 127.0.0.1, the port read from
+# ``DevToolsActivePort`` in the private profile, a websocket client from aiohttp. One run
+# gives the DOM (``document.documentElement.outerHTML``, what ``--dump-dom`` prints), the
+# screenshot (``Page.captureScreenshot``, what ``--screenshot`` writes) and the console,
+# from structured events rather than log lines:
+#   - ``Runtime.consoleAPICalled`` (console.error / console.assert are errors),
+#   - ``Runtime.exceptionThrown`` (uncaught exceptions),
+#   - ``Log.entryAdded`` at level error (failed loads, CSP refusals, browser interventions),
+#   - ``Network.loadingFailed``; and ``Network.requestWillBeSent`` lists every URL asked for.
+# Scraping ``--enable-logging=stderr`` for "CONSOLE" lines was the alternative; it depends
+# on the log format and verbosity of each Chromium release, misses network and CSP errors,
+# and would need a second run for the screenshot, so it is not used.
+#
+# Limits: the page is considered rendered after its load event, ``document.fonts.ready``
+# and two animation frames (enough for static pages; a page that keeps working after that
+# is not waited for -- there is no ``--virtual-time-budget``); messages logged before
+# ``Runtime.enable`` on a fresh about:blank tab cannot exist. Call it from synchronous
+# code (from inside a running event loop it runs on a worker thread). Everything is
+# bounded: one overall ``timeout``, the browser's process group is SIGTERMed then
+# SIGKILLed, and its temporary profile removed, whatever happens.
+
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import concurrent.futures  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+CHROMIUM_START_TIMEOUT = 30.0
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # the tests may run as root (containers), where the sandbox refuses to start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",  # small /dev/shm in containers
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+)
+
+
+def chromium_binary() -> str | None:
+    return _find_binary("chromium") or _find_binary("chromium-browser")
+
+
+def require_chromium() -> None:
+    require_component("Chromium", chromium_binary() is not None, _hint("chromium"))
+
+
+@dataclass
+class ChromiumResult:
+    """What headless Chromium made of a page."""
+
+    dom: str  # the rendered DOM, serialised (document.documentElement.outerHTML)
+    screenshot: Path  # PNG of the viewport (or the whole page with full_page=True)
+    errors: list[str] = field(default_factory=list)  # console errors, exceptions, failed loads
+    console: list[str] = field(default_factory=list)  # every console/log message, "level: text"
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for, in order
+    value: Any = None  # what ``script`` returned (JSON-able), if one was given
+    version: str = ""
+    seconds: float = 0.0
+
+
+class _Cdp:
+    """A minimal DevTools-protocol client: commands by id, events to one callback."""
+
+    def __init__(self, ws: Any, on_event: Any) -> None:
+        self.ws = ws
+        self.on_event = on_event
+        self.next_id = 0
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        import aiohttp
+
+        try:
+            async for message in self.ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(message.data)
+                if "id" in data:
+                    future = self.pending.pop(data["id"], None)
+                    if future is not None and not future.done():
+                        if "error" in data:
+                            future.set_exception(RuntimeError(f"CDP error: {data['error']}"))
+                        else:
+                            future.set_result(data.get("result", {}))
+                else:
+                    self.on_event(data.get("method", ""), data.get("params", {}), data.get("sessionId"))
+        finally:
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(RuntimeError("the DevTools connection closed"))
+
+    async def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
+        self.next_id += 1
+        message: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = future
+        await self.ws.send_str(json.dumps(message))
+        return await future
+
+    async def close(self) -> None:
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+
+
+def _remote_text(arg: dict[str, Any]) -> str:
+    if "value" in arg:
+        return str(arg["value"])
+    return str(arg.get("description") or arg.get("unserializableValue") or arg.get("type", ""))
+
+
+async def _chromium_session(
+    proc: subprocess.Popen[bytes],
+    profile: Path,
+    url: str,
+    screenshot: Path,
+    *,
+    window: tuple[int, int],
+    full_page: bool,
+    script: str | None,
+    media: str | None,
+) -> ChromiumResult:
+    import aiohttp
+
+    started = time.monotonic()
+    active_port = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + CHROMIUM_START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Chromium exited at startup with status {proc.returncode}")
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            lines = (await asyncio.to_thread(active_port.read_text)).split()
+            port, path = int(lines[0]), lines[1]
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Chromium did not open its DevTools port within {CHROMIUM_START_TIMEOUT:.0f}s")
+        await asyncio.sleep(0.05)
+
+    result = ChromiumResult(dom="", screenshot=screenshot)
+    loaded = asyncio.Event()
+    page_session: list[str] = []
+
+    def on_event(method: str, params: dict[str, Any], session: str | None) -> None:
+        if not page_session or session != page_session[0]:
+            return
+        if method == "Page.loadEventFired":
+            loaded.set()
+        elif method == "Runtime.consoleAPICalled":
+            text = " ".join(_remote_text(a) for a in params.get("args", []))
+            kind = params.get("type", "log")
+            result.console.append(f"{kind}: {text}")
+            if kind in ("error", "assert"):
+                result.errors.append(f"console.{kind}: {text}")
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            description = details.get("exception", {}).get("description") or details.get("text", "")
+            result.console.append(f"exception: {description}")
+            result.errors.append(f"uncaught exception: {description}")
+        elif method == "Log.entryAdded":
+            entry = params.get("entry", {})
+            text = f"{entry.get('text', '')} {entry.get('url', '')}".strip()
+            result.console.append(f"{entry.get('level', 'info')} ({entry.get('source', '')}): {text}")
+            if entry.get("level") == "error":
+                result.errors.append(f"{entry.get('source', 'log')}: {text}")
+        elif method == "Network.requestWillBeSent":
+            result.requests.append(params.get("request", {}).get("url", ""))
+        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            reason = params.get("errorText") or params.get("blockedReason") or "failed"
+            result.errors.append(f"network: {reason} ({params.get('type', '')})")
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"ws://127.0.0.1:{port}{path}", max_msg_size=0, autoping=True) as ws,
+    ):
+        cdp = _Cdp(ws, on_event)
+        try:
+            version = await cdp.send("Browser.getVersion")
+            result.version = str(version.get("product", ""))
+            target = await cdp.send("Target.createTarget", {"url": "about:blank"})
+            attached = await cdp.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+            session = attached["sessionId"]
+            page_session.append(session)
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                await cdp.send(f"{domain}.enable", session=session)
+            width, height = window
+            await cdp.send("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                           session=session)
+            if media is not None:
+                await cdp.send("Emulation.setEmulatedMedia", {"media": media}, session=session)
+            navigation = await cdp.send("Page.navigate", {"url": url}, session=session)
+            if navigation.get("errorText"):
+                raise RuntimeError(f"Chromium could not open {url}: {navigation['errorText']}")
+            await loaded.wait()
+            settle = ("document.fonts.ready.then(() => new Promise(done => "
+                      "requestAnimationFrame(() => requestAnimationFrame(() => done(true)))))")
+            await cdp.send("Runtime.evaluate", {"expression": settle, "awaitPromise": True}, session=session)
+            if script is not None:
+                evaluated = await cdp.send("Runtime.evaluate", {"expression": script, "awaitPromise": True,
+                                                                "returnByValue": True}, session=session)
+                if "exceptionDetails" in evaluated:
+                    raise RuntimeError(f"the script failed: {evaluated['exceptionDetails']}")
+                result.value = evaluated.get("result", {}).get("value")
+            dom = await cdp.send("Runtime.evaluate", {"expression": "document.documentElement.outerHTML",
+                                                      "returnByValue": True}, session=session)
+            result.dom = str(dom.get("result", {}).get("value", ""))
+            capture: dict[str, Any] = {"format": "png"}
+            if full_page:
+                metrics = await cdp.send("Page.getLayoutMetrics", session=session)
+                size = metrics.get("cssContentSize") or metrics["contentSize"]
+                capture.update(captureBeyondViewport=True, clip={
+                    "x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16384), "scale": 1})
+            shot = await cdp.send("Page.captureScreenshot", capture, session=session)
+            await asyncio.to_thread(screenshot.write_bytes, base64.b64decode(shot["data"]))
+            # Messages that arrive with the last frames: give the event loop one more turn.
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(cdp.send("Browser.close"), 5)
+        finally:
+            await cdp.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def chromium_render(
+    html_path: Path,
+    screenshot: Path,
+    *,
+    timeout: float = 60,
+    window: tuple[int, int] = (1280, 2000),
+    full_page: bool = False,
+    script: str | None = None,
+    media: str | None = None,
+) -> ChromiumResult:
+    """Open ``html_path`` in headless Chromium; write a PNG to ``screenshot``; return the
+    rendered DOM, console errors, requested URLs and (optionally) what ``script`` -- a JS
+    expression, awaited if it is a promise -- evaluates to. ``media="print"`` lays the page
+    out with its print style sheet. Raises RuntimeError (with the end of Chromium's log)
+    when the browser cannot do it within ``timeout`` seconds."""
+    binary = chromium_binary()
+    if binary is None:
+        raise RuntimeError("chromium not found (Debian package chromium)")
+    url = Path(html_path).resolve().as_uri()
+    base = Path(tempfile.mkdtemp(prefix="egovmon-chromium-"))
+    log_path = base / "chromium.log"
+    profile = base / "profile"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                 f"--window-size={window[0]},{window[1]}", "about:blank"],
+                cwd=base,
+                env={**_clean_env(), "HOME": str(base)},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: renderers and zygotes end with it
+            )
+        session = _chromium_session(proc, profile, url, Path(screenshot), window=window, full_page=full_page,
+                                    script=script, media=media)
+
+        async def bounded() -> ChromiumResult:
+            return await asyncio.wait_for(session, timeout)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(bounded())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, bounded()).result()
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        raise RuntimeError(f"headless Chromium failed on {url}: {exc!r}\n{_log_tail(log_path)}") from exc
+    finally:
+        if proc is not None:
+            _end_process_group(proc)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _end_process_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """End the browser's process group (it is its leader): wait ``grace`` for it to exit
+    (after ``Browser.close`` it usually does), else SIGTERM the group, then SIGKILL whatever
+    is left in it (zygotes, crashpad), and only then reap the leader. Until it is reaped the
+    leader's id -- the group's id -- cannot be reused, so the signals reach only our processes."""
+
+    def leader_exited(within: float) -> bool:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return True
+            except ChildProcessError:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    if proc.returncode is not None:  # already reaped: its group id may be someone else's by now
+        return
+    if not leader_exited(grace):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        leader_exited(grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
