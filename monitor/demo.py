@@ -68,8 +68,9 @@ def demo_config(options: DemoOptions, urls: dict[str, str], smtp_port: int, toda
         "timezone": "Asia/Ho_Chi_Minh",
         "language": "vi",
         "database": {"url": "sqlite:///egovmon.db"},
-        "http": {"listen": options.listen, "public_url": f"http://{options.listen}",
-                 "token_hashes": [token_hash]},
+        # Links in the mail point at the demo's own listener (none with an ephemeral port).
+        "http": {"listen": options.listen, "token_hashes": [token_hash],
+                 **({"public_url": f"http://{options.listen}"} if not options.listen.endswith(":0") else {})},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none",
                  "sender": "Giám sát CQĐT <egovmon@sonha.gov.vn>"},
         "units": {"file": "units.yaml"},

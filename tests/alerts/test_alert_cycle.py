@@ -65,7 +65,9 @@ async def test_one_digest_per_head_nothing_twice_then_a_resolved_notice(
         tmp_path: Path, province: ProvinceModel, database: str) -> None:
     clock = FrozenClock(NOW)
     async with SmtpServer() as smtp, simulated_service(
-            tmp_path, province, clock=clock, database_url=database, extra=alert_settings(smtp)) as (service, _, _):
+            tmp_path, province, clock=clock, database_url=database,
+            extra={**alert_settings(smtp), "http": {"listen": "127.0.0.1:0",
+                                                    "public_url": "https://giamsat.sonha.gov.vn"}}) as (service, _, _):
         await service.refresh_kpis()
         expected = expected_heads(service, NOW)
         assert len(expected) > 20  # the simulated province has many units behind
@@ -86,6 +88,8 @@ async def test_one_digest_per_head_nothing_twice_then_a_resolved_notice(
             raw_headers = smtp.received[messages.index(message)].content.split(b"\r\n\r\n", 1)[0]
             assert raw_headers.isascii()  # RFC 2047: Vietnamese travels encoded
             assert [p.get_content_type() for p in message.walk()][1:] == ["text/plain", "text/html"]
+            text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            assert all(f"https://giamsat.sonha.gov.vn/reports/gap?unit={code}" in text for code in units)
 
         # Nothing changed: a second cycle sends nothing new.
         before = len(smtp.received)
