@@ -29,7 +29,7 @@ from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
@@ -228,7 +228,20 @@ def format_target(item: TargetItem, lang: Language) -> str:
     return f"{symbol} {format_percent(item.target, lang)}"
 
 
-def format_forecast(item: TargetItem, lang: Language) -> str:
+class Outlook(Protocol):
+    """What a forecast phrase needs: a digest item or a report row."""
+
+    @property
+    def forecast_reachable(self) -> bool | None: ...
+    @property
+    def forecast_value(self) -> float | None: ...
+    @property
+    def forecast_reached_on(self) -> date | None: ...
+    @property
+    def deadline(self) -> date: ...
+
+
+def format_forecast(item: Outlook, lang: Language) -> str:
     """The outlook in one phrase, or "" when there were too few points to say."""
     if item.forecast_reachable is None:
         return ""

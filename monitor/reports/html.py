@@ -42,6 +42,7 @@ from monitor.alerts.compose import (
     safe_url,
     zone_label,
 )
+from monitor.alerts.compose import format_forecast as compose_forecast
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow, Language, Point, ScoreRow, TargetSection
 from monitor.reports.names import STATUS_NAMES
 from monitor.timeutil import add_months, local_date
@@ -237,25 +238,8 @@ def format_gap_to_target(gap: float | None, lang: Language) -> str:
 
 
 def format_forecast(row: GapRow, lang: Language) -> str:
-    """At the deadline / reached on / not reachable — as the digest says it (compose.format_forecast)."""
-    if row.forecast_reachable is None:
-        return "—"
-    at_deadline = None if row.forecast_value is None else format_percent(row.forecast_value, lang)
-    if row.forecast_reachable is False:
-        if lang == "vi":
-            prefix = f"{at_deadline} vào hạn hoàn thành; " if at_deadline else ""
-            return prefix + "không đạt được theo xu hướng hiện tại"
-        prefix = f"{at_deadline} at the deadline; " if at_deadline else ""
-        return prefix + "not reachable at the current trend"
-    if row.forecast_reached_on is not None:
-        day = format_day(row.forecast_reached_on, lang)
-        late = row.forecast_reached_on > row.deadline
-        if lang == "vi":
-            return f"đạt mục tiêu vào khoảng {day}" + (", sau hạn hoàn thành" if late else "")
-        return f"target reached around {day}" + (", after the deadline" if late else "")
-    if at_deadline is None:
-        return "—"
-    return f"{at_deadline} vào hạn hoàn thành" if lang == "vi" else f"{at_deadline} at the deadline"
+    """At the deadline / reached on / not reachable — as the digest says it."""
+    return compose_forecast(row, lang) or "—"
 
 
 def format_rank(rank: int | None, size: int | None) -> str:

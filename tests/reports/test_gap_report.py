@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -177,3 +178,44 @@ async def test_scheduled_report_arrives_with_a_valid_xlsx(
     assert len(workbook.sheetnames) >= 3
     csv_name = next(n for n in attachments if n and n.endswith(".csv"))
     assert attachments[csv_name].get_payload(decode=True).startswith(b"\xef\xbb\xbf" + b"rule,kpi,unit")
+
+
+async def test_xlsx_and_html_of_the_province_carry_the_stored_numbers(
+        tmp_path: Path, province: ProvinceModel, database: str) -> None:
+    """The workbook's data sheet is the evaluations; the page draws every chart in Chromium."""
+    import asyncio
+
+    from openpyxl import load_workbook
+
+    from monitor.reports.html import render_html
+    from monitor.reports.xlsx import render_xlsx
+    from tests.support.components import chromium_render, require_chromium
+
+    async with simulated_service(tmp_path, province, database_url=database,
+                                 extra={"alerts": {"enabled": False}}) as (service, _, _):
+        report = build_gap_report(service, as_of=NOW, scope="000.00.01.H99")
+        day = local_date(NOW, service.config.tz)
+        stored = {(r["rule"], r["unit"]): r for r in service.results.load_evaluations(day)}
+    workbook = load_workbook(io.BytesIO(render_xlsx(report)))
+    data = workbook["Dữ liệu"]
+    header = [c.value for c in data[1]]
+    rows = [dict(zip(header, (c.value for c in line), strict=True)) for line in data.iter_rows(min_row=2)]
+    assert len(rows) == len(report.rows) > 10
+    for line in rows:
+        evaluation = stored[(line["rule"], line["unit"])]
+        assert line["status"] == evaluation["status"]
+        if evaluation["gap"] is None:
+            assert line["gap"] is None
+        else:
+            assert line["gap"] == pytest.approx(evaluation["gap"], abs=1e-12)
+        assert line["unit_name"] == next(r.unit_name for r in report.rows if r.unit == line["unit"])
+
+    require_chromium()
+    page = tmp_path / "report.html"
+    page.write_bytes(render_html(report))
+    result = await asyncio.to_thread(chromium_render, page, tmp_path / "report.png", full_page=True)
+    assert result.errors == []
+    assert result.screenshot.stat().st_size > 10_000
+    charts = re.findall(r'data-chart="([^"]+)"', result.dom)
+    assert sorted(charts) == sorted(f"{t.rule}-{kind}" for t in report.targets for kind in ("trend", "units"))
+    assert re.search(r'class="[^"]*\bmark\b', result.dom)
