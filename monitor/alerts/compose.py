@@ -21,7 +21,7 @@ import email.policy
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, se
 from jinja2.runtime import Context
 
 from monitor.alerts.model import Digest, Language, Recipient, SourceItem, TargetItem
+from monitor.templating import context_language, in_language, name_in
 from monitor.timeutil import local_date
 
 # Mail clients cut long subjects anyway; past this the unit name is shortened.
@@ -562,9 +563,6 @@ def subject_of(digest: Digest) -> str:
 # --- Templates -----------------------------------------------------------------------------------
 
 
-def _lang(ctx: Context) -> Language:
-    lang: Language = ctx["lang"]
-    return lang
 
 
 def _tz(ctx: Context) -> tzinfo:
@@ -577,29 +575,16 @@ def _moment_filter(ctx: Context, value: datetime | None) -> str:
     if value is None:
         texts: dict[str, str] = ctx["t"]
         return texts["never"]
-    return format_moment(value, _tz(ctx), ctx["zone"], _lang(ctx))
+    return format_moment(value, _tz(ctx), ctx["zone"], context_language(ctx))
 
 
 @pass_context
 def _data_day_filter(ctx: Context, value: datetime) -> str:
-    return format_day(data_day(value, _tz(ctx)), _lang(ctx))
+    return format_day(data_day(value, _tz(ctx)), context_language(ctx))
 
 
-def _in_language(format_: Callable[[Any, Language], str]) -> Callable[[Context, Any], str]:
-    """A template filter: ``format_(value, the digest's language)``."""
-    @pass_context
-    def apply(ctx: Context, value: Any) -> str:
-        return format_(value, _lang(ctx))
-
-    return apply
 
 
-def _name_filter(table: dict[Language, dict[str, str]]) -> Callable[[Context, str], str]:
-    @pass_context
-    def name(ctx: Context, key: str) -> str:
-        return table[_lang(ctx)].get(key, key)
-
-    return name
 
 
 @cache
@@ -615,21 +600,21 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update({
-        "percent": _in_language(format_percent),
-        "gap": _in_language(format_gap),
-        "points": _in_language(format_points),
-        "trend": _in_language(format_trend),
-        "day": _in_language(format_day),
+        "percent": in_language(format_percent),
+        "gap": in_language(format_gap),
+        "points": in_language(format_points),
+        "trend": in_language(format_trend),
+        "day": in_language(format_day),
         "moment": _moment_filter,
         "data_day": _data_day_filter,
-        "target": _in_language(format_target),
-        "forecast": _in_language(format_forecast),
-        "escalation": _in_language(escalation_note),
-        "held_back": _in_language(held_back_note),
-        "status_name": _name_filter(STATUS_NAMES),
-        "kind_name": _name_filter(KIND_NAMES),
-        "source_kind_name": _name_filter(SOURCE_KIND_NAMES),
-        "problem_name": _name_filter(PROBLEM_NAMES),
+        "target": in_language(format_target),
+        "forecast": in_language(format_forecast),
+        "escalation": in_language(escalation_note),
+        "held_back": in_language(held_back_note),
+        "status_name": name_in(STATUS_NAMES),
+        "kind_name": name_in(KIND_NAMES),
+        "source_kind_name": name_in(SOURCE_KIND_NAMES),
+        "problem_name": name_in(PROBLEM_NAMES),
         "safe_url": safe_url,
     })
     return env

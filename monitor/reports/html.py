@@ -45,6 +45,7 @@ from monitor.alerts.compose import (
 from monitor.alerts.compose import format_forecast as compose_forecast
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow, Language, Point, ScoreRow, TargetSection
 from monitor.reports.names import STATUS_NAMES
+from monitor.templating import context_language, in_language, name_in
 from monitor.timeutil import add_months, local_date
 
 MAX_CHART_UNITS = 30  # the units chart shows the worst rows; the table shows them all
@@ -504,25 +505,10 @@ class ScoreTable:
     rows: tuple[ScoreRow, ...]
 
 
-def _lang(ctx: Context) -> Language:
-    lang: Language = ctx["lang"]
-    return lang
 
 
-def _in_language(format_: Callable[[Any, Language], str]) -> Callable[[Context, Any], str]:
-    @pass_context
-    def apply(ctx: Context, value: Any) -> str:
-        return format_(value, _lang(ctx))
-
-    return apply
 
 
-def _name_filter(table: dict[Language, dict[str, str]]) -> Callable[[Context, str], str]:
-    @pass_context
-    def name(ctx: Context, key: str) -> str:
-        return table[_lang(ctx)].get(key, key)
-
-    return name
 
 
 @pass_context
@@ -530,7 +516,7 @@ def _local_day_filter(ctx: Context, value: Any) -> str:
     if value is None:
         return "—"
     tz: tzinfo = ctx["tz"]
-    return format_day(local_date(value, tz), _lang(ctx))
+    return format_day(local_date(value, tz), context_language(ctx))
 
 
 @pass_context
@@ -538,18 +524,18 @@ def _data_day_filter(ctx: Context, value: Any) -> str:
     if value is None:
         return "—"
     tz: tzinfo = ctx["tz"]
-    return format_day(data_day(value, tz), _lang(ctx))
+    return format_day(data_day(value, tz), context_language(ctx))
 
 
 @pass_context
 def _moment_filter(ctx: Context, value: Any) -> str:
     tz: tzinfo = ctx["tz"]
-    return format_moment(value, tz, ctx["zone"], _lang(ctx))
+    return format_moment(value, tz, ctx["zone"], context_language(ctx))
 
 
 @pass_context
 def _target_filter(ctx: Context, item: TargetSection | GapRow) -> str:
-    return format_target(item.comparator, item.target, _lang(ctx))
+    return format_target(item.comparator, item.target, context_language(ctx))
 
 
 @cache
@@ -563,20 +549,20 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update({
-        "percent": _in_language(_together(format_percent)),
-        "gap": _in_language(_together(format_gap)),
-        "gap_to_target": _in_language(_together(format_gap_to_target)),
-        "trend": _in_language(_together(format_trend)),
-        "day": _in_language(format_day),
-        "forecast": _in_language(format_forecast),
-        "score": _in_language(format_score),
+        "percent": in_language(_together(format_percent)),
+        "gap": in_language(_together(format_gap)),
+        "gap_to_target": in_language(_together(format_gap_to_target)),
+        "trend": in_language(_together(format_trend)),
+        "day": in_language(format_day),
+        "forecast": in_language(format_forecast),
+        "score": in_language(format_score),
         "local_day": _local_day_filter,
         "data_day": _data_day_filter,
         "moment": _moment_filter,
         "target": _target_filter,
-        "status_name": _name_filter(STATUS_NAMES),
-        "window_name": _name_filter(WINDOW_NAMES),
-        "severity_name": _name_filter(SEVERITY_NAMES),
+        "status_name": name_in(STATUS_NAMES),
+        "window_name": name_in(WINDOW_NAMES),
+        "severity_name": name_in(SEVERITY_NAMES),
         "safe_url": safe_url,
     })
     env.globals["rank"] = format_rank
