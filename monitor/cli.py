@@ -19,6 +19,7 @@ from monitor.cli_common import fail as _fail
 from monitor.cli_common import load as _load
 from monitor.cli_common import open_service as _service
 from monitor.cli_common import state
+from monitor.cli_dashboards import dashboards_app
 from monitor.cli_reports import report_app
 from monitor.cli_rules import rules_app
 from monitor.config import DEFAULT_LISTEN
@@ -34,6 +35,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(token_app, name="token")
 app.add_typer(report_app, name="report")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 @app.callback()
