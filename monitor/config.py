@@ -163,6 +163,11 @@ class HttpConfig(_Frozen):
             raise ValueError(f"write HOST:PORT, e.g. 127.0.0.1:9480, got: {value!r}")
         return value
 
+    def report_url(self, unit: str) -> str | None:
+        """The unit's gap report as recipients reach it; None without ``public_url`` (the
+        listen address is usually loopback, which a unit head cannot open)."""
+        return f"{self.public_url.rstrip('/')}/reports/gap?unit={unit}" if self.public_url else None
+
     @property
     def host(self) -> str:
         return self.listen.rpartition(":")[0].strip("[]")

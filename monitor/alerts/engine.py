@@ -394,7 +394,7 @@ class AlertEngine:
             trend_per_year=_float(snap.get("trend_per_year")),
             citation=f"{citation.instrument} ({citation.date:%d/%m/%Y}): {citation.title}",
             citation_url=citation.url, since=record.fired_at, escalation_level=record.escalation_level,
-            data_through=_datetime(snap.get("data_through")), report_url=self._report_url(record.unit))
+            data_through=_datetime(snap.get("data_through")), report_url=self.config.http.report_url(record.unit))
 
     def _source_item(self, record: AlertRecord, kind: ItemKind) -> SourceItem:
         snap: dict[str, Any] = record.snapshot
@@ -405,12 +405,6 @@ class AlertEngine:
                           detail=str(snap.get("detail", "")), since=record.fired_at,
                           last_success_at=_datetime(snap.get("last_success_at")),
                           inhibited=self._inhibited[record.rule])
-
-    def _report_url(self, unit: str) -> str | None:
-        """The unit's gap report, when ``http.public_url`` says how recipients reach the
-        service (the listen address is usually loopback, which a unit head cannot open)."""
-        base = self.config.http.public_url
-        return f"{base.rstrip('/')}/reports/gap?unit={unit}" if base else None
 
     def _message(self, digest: Digest, now: datetime) -> tuple[str, Digest, EmailMessage]:
         """The digest as a message, keyed so that composing it again cannot queue it twice."""

@@ -57,8 +57,9 @@ def forwarded_alerts(records: Iterable[AlertRecord], rules: RuleSet, catalog: Ca
                 annotations["description"] = f"thực tế {100 * actual:.1f} %, kỳ vọng {100 * expected:.1f} %"
             if rule is not None:
                 annotations["citation"] = f"{rule.citation.instrument}: {rule.citation.title}"
-            if config.http.public_url:
-                annotations["report_url"] = f"{config.http.public_url.rstrip('/')}/reports/gap?unit={record.unit}"
+            report_url = config.http.report_url(record.unit)
+            if report_url:
+                annotations["report_url"] = report_url
         out.append(ForwardedAlert(labels=labels, annotations=annotations, starts_at=record.fired_at or now,
                                   ends_at=ends_at, generator_url=f"{base.rstrip('/')}/api/v1/alerts"))
     return out
