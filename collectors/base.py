@@ -12,6 +12,11 @@ half-open ``[start, end)`` intervals in aware UTC, plus per-record rejections
 (a record it could read but must not store, with the reason). It never writes
 to storage; the runner validates, stores and advances the watermark.
 
+Collectors that read files (a drop folder) learn, through ``stored()``, that
+what they returned is committed, and only then move their files away: a
+process killed in between reads the same files again, and storing them again
+is an idempotent upsert.
+
 It raises only ``CollectorError`` subclasses. Foreign exceptions (aiohttp,
 JSON decoding, pydantic) are mapped at the boundary, so the runner can decide
 from ``error.permanent`` whether retrying can help, and can count failures by
@@ -125,14 +130,44 @@ class CollectionResult:
 # ----------------------------------------------------------------------------- collector
 
 @dataclass(frozen=True)
+class Credentials:
+    """The source's ``auth:`` block, secrets already read (from ``${ENV}`` or ``*_file``).
+
+    ``type`` is one of none, bearer, basic, header, oauth2. Secrets are kept out
+    of ``repr`` so they never reach a log line by accident.
+    """
+
+    type: str = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    header: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    scope: str | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret value, to scrub from messages."""
+        return [s for s in (self.password, self.token, self.client_secret) if s]
+
+
+@dataclass(frozen=True)
 class SourceSettings:
-    """What a collector needs to know about its source, independent of config parsing."""
+    """What a collector needs to know about its source, independent of config parsing.
+
+    ``url`` is where the source lives, in a scheme the collector kind accepts
+    (``Collector.url_schemes``): ``https://…``, ``postgresql+psycopg://…``,
+    ``ldaps://…``, ``file:///var/lib/egovmon/drop``.
+    """
 
     id: str
     kind: str
     url: str
     grain: Grain = "month"
     options: dict[str, Any] = field(default_factory=dict)
+    credentials: Credentials = Credentials()
+    timeout: float = 10.0
 
 
 class NoOptions(BaseModel):
@@ -147,14 +182,21 @@ class Collector(ABC):
     is reported by ``egovmon config check`` with its line. The validated object
     is ``self.options``.
 
-    ``supports_history`` is False for sources that only know the present (an
-    account directory): such a collector is asked for the current period only
-    and reports a snapshot.
+    ``supports_history`` is False for sources that are not asked for periods:
+    one that only knows the present (an account directory) reports a snapshot
+    of the current day; one that receives deliveries (a drop folder of files)
+    reports the periods the files state. Either is called once per run with
+    the current day, and its observations' periods are not checked against it.
+
+    ``url_schemes`` lists the URL schemes the kind accepts in ``url``; the
+    configuration refuses any other. A scheme ending in ``+`` matches any
+    driver suffix (``postgresql+`` accepts ``postgresql+psycopg``).
     """
 
     kind: ClassVar[str]
     supports_history: ClassVar[bool] = True
     Options: ClassVar[type[BaseModel]] = NoOptions
+    url_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
 
     def __init__(self, settings: SourceSettings, http: SourceHttp, tz: tzinfo, clock: Clock) -> None:
         self.settings = settings
@@ -173,6 +215,24 @@ class Collector(ABC):
 
         Records for a code not in ``units`` become ``Rejection("unknown_unit", …)``.
         """
+
+    async def stored(self) -> None:
+        """What the last ``collect`` returned is committed (never called in a dry run).
+
+        A collector that consumes its input (moves delivered files to an
+        archive) does it here, never in ``collect``.
+        """
+        return None
+
+    async def aclose(self) -> None:
+        """Release what the collector opened (database engines, directory connections)."""
+        return None
+
+    @classmethod
+    def accepts_url(cls, url: str) -> bool:
+        scheme = url.partition(":")[0].lower() if ":" in url else ""
+        return any(scheme == s or (s.endswith("+") and (scheme == s[:-1] or scheme.startswith(s)))
+                   for s in cls.url_schemes)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -58,6 +58,9 @@ class RunSummary:
     duration: float = 0.0
     first_period: Period | None = None
     last_period: Period | None = None
+    # In a dry run, what would have been stored and what was refused, for the operator to read.
+    preview: list[Observation] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
 
 
 class CollectionRunner:
@@ -127,10 +130,13 @@ class CollectionRunner:
                 self.store.start_run, source.id, started_at,
                 periods[0].start if periods else None, periods[-1].end if periods else None)
         async with self.session_factory(source.concurrency) as session:
-            collector = self._build(source, cls, session)
             try:
-                await self._collect_chunks(collector, source, periods, summary, dry_run, progress,
-                                           track_watermark=backfill is None and cls.supports_history)
+                collector = self._build(source, cls, session)
+                try:
+                    await self._collect_chunks(collector, source, periods, summary, dry_run, progress,
+                                               track_watermark=backfill is None and cls.supports_history)
+                finally:
+                    await collector.aclose()
             except CollectorError as exc:
                 summary.ok, summary.error, summary.reason = False, str(exc), exc.reason
             except Exception as exc:  # a bug must not stop the other sources
@@ -155,7 +161,8 @@ class CollectionRunner:
 
         http = SourceHttp(source.id, source.url, session, timeout=source.timeout.total_seconds(),
                           retries=source.retries, headers=source.auth.headers(), on_retry=on_retry)
-        settings = SourceSettings(source.id, source.kind, source.url, source.grain, dict(source.options))
+        settings = SourceSettings(source.id, source.kind, source.url, source.grain, dict(source.options),
+                                  source.auth.credentials(), source.timeout.total_seconds())
         return cls(settings, http, self.tz, self.clock)
 
     async def _collect_chunks(self, collector: Collector, source: SourceConfig,
@@ -173,9 +180,13 @@ class CollectionRunner:
             summary.rejections += len(rejections)
             for rejection in rejections:
                 summary.rejected_by_reason[rejection.reason] = summary.rejected_by_reason.get(rejection.reason, 0) + 1
-            if not dry_run:
+            if dry_run:
+                summary.preview.extend(observations)
+                summary.rejected.extend(rejections)
+            else:
                 now = self.clock.now()
                 await asyncio.to_thread(self._store_chunk, source.id, observations, rejections, now)
+                await collector.stored()
                 if track_watermark and not unsettled_seen:
                     resume, unsettled_seen = self._resume_point(chunk, source, now)
                     await asyncio.to_thread(self.store.set_watermark, source.id, resume, now)

@@ -25,11 +25,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from collectors import COLLECTORS, collector_class
+from collectors import COLLECTORS, Credentials, collector_class
 from monitor.errors import ConfigError, Problem
 from monitor.timeutil import DEFAULT_TIMEZONE, parse_duration
 from monitor.windows import Window
@@ -85,21 +86,28 @@ class Schedule(_Frozen):
 
 
 class Auth(_Frozen):
-    type: Literal["none", "bearer", "basic", "header"] = "none"
+    type: Literal["none", "bearer", "basic", "header", "oauth2"] = "none"
     username: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
     header: str | None = None  # for type=header: the header name, e.g. X-API-Key
+    # for type=oauth2 (client credentials grant): the token endpoint and the client
+    token_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
-        needs = {"bearer": ("token",), "basic": ("username", "password"), "header": ("header", "token")}
+        needs = {"bearer": ("token",), "basic": ("username", "password"), "header": ("header", "token"),
+                 "oauth2": ("token_url", "client_id", "client_secret")}
         missing = [k for k in needs.get(self.type, ()) if getattr(self, k) is None]
         if missing:
             raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
         return self
 
     def headers(self) -> dict[str, str]:
+        """Static request headers; oauth2 tokens are fetched by the collector that needs them."""
         if self.type == "bearer" and self.token:
             return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
         if self.type == "basic" and self.username and self.password:
@@ -109,11 +117,20 @@ class Auth(_Frozen):
             return {self.header: self.token.get_secret_value()}
         return {}
 
+    def credentials(self) -> Credentials:
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return Credentials(self.type, self.username, secret(self.password), secret(self.token), self.header,
+                           self.token_url, self.client_id, secret(self.client_secret), self.scope)
+
 
 class SourceConfig(_Frozen):
     id: SourceId
     kind: str
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    # Where the source lives, in a scheme its kind accepts: http(s)://…, a SQLAlchemy
+    # URL, ldap(s)://…, file:///folder (see each collector's ``url_schemes``).
+    url: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")]
     enabled: bool = True
     schedule: Schedule = Schedule(interval=timedelta(minutes=15))
     grain: Literal["day", "month"] = "month"
@@ -131,6 +148,19 @@ class SourceConfig(_Frozen):
     def _known_kind(cls, value: str) -> str:
         if value not in COLLECTORS:
             raise ValueError(f"unknown source kind {value!r} (known: {', '.join(sorted(COLLECTORS))})")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _scheme_for_kind(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")  # absent when the kind itself was refused
+        if kind is None:
+            return value
+        collector = collector_class(kind)
+        if not collector.accepts_url(value):
+            schemes = ", ".join(f"{s}…" if s.endswith("+") else f"{s}:" for s in collector.url_schemes)
+            # only the scheme is echoed: the rest of a database URL may hold a password
+            raise ValueError(f"url of a {kind!r} source must start with {schemes}; got: {value.partition(':')[0]}:…")
         return value
 
     @model_validator(mode="after")
