@@ -23,6 +23,7 @@ from monitor.cli_dashboards import dashboards_app
 from monitor.cli_reports import report_app
 from monitor.cli_rules import rules_app
 from monitor.config import DEFAULT_LISTEN
+from monitor.dry_run import dry_run_lines
 from monitor.errors import ConfigError
 
 app = typer.Typer(help="egov-kpi-monitor: e-government KPIs per unit, against official targets.",
@@ -104,7 +105,10 @@ def _parse_span(text: str) -> tuple[date, date]:
 def collect(
     source: Annotated[str | None, typer.Option(help="Only this source id.")] = None,
     backfill: Annotated[str | None, typer.Option(help="Re-read FROM..TO (dates), e.g. 2024-01-01..2024-12-31.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Read and validate, store nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Read and validate, store nothing; print what would be stored and what was rejected.")] = False,
+    show: Annotated[int, typer.Option(help="In a dry run, how many observations and rejections to list per source.",
+                                      min=0)] = 50,
 ) -> None:
     """Collect now, once, and print what was read and rejected."""
     from monitor.progress import ProgressPrinter
@@ -140,6 +144,9 @@ def collect(
                    f"{s.rejections:>5} rejected  {state_text}{'  (dry run: nothing stored)' if dry_run else ''}")
         for reason, count in sorted(s.rejected_by_reason.items()):
             typer.echo(f"{'':<14} rejected {count} × {reason}")
+        if dry_run:
+            for line in dry_run_lines(s, config.tz, show):
+                typer.echo(line)
     raise typer.Exit(0 if all(s.ok for s in summaries) else 1)
 
 

@@ -2,7 +2,7 @@
 dry runs, and faults that must not stop the other sources or lose stored data."""
 
 import asyncio
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,31 @@ def test_dry_run_reads_everything_and_stores_nothing(tmp_path: Path, province: P
     summary, count, watermark = run(scenario())
     assert summary.ok and summary.observations > 1000
     assert count == 0 and watermark is None
+    assert len(summary.preview) == summary.observations
+
+
+def test_dry_run_preview_is_what_a_real_run_stores(tmp_path: Path, province: ProvinceModel) -> None:
+    """The preview and its printed per-measure sums are exactly what the real run then stores."""
+    from monitor.dry_run import dry_run_lines
+
+    async def scenario() -> tuple[Any, Any, list[Any]]:
+        async with simulated_service(tmp_path, province) as (service, simulators, _):
+            simulators.set_fault("one_stop", Fault("part_exceeds_whole"))
+            dry = await service.runner.collect("mot-cua", dry_run=True)
+            real = await service.runner.collect("mot-cua")
+            measures = sorted({o.measure for o in dry.preview})
+            return dry, real, service.store.load_observations(measures, datetime.min.replace(tzinfo=UTC),
+                                                              datetime.max.replace(tzinfo=UTC))
+
+    dry, real, stored = run(scenario())
+    assert dry.observations == real.observations and dry.rejections == real.rejections > 0
+    assert {(o.measure, o.unit, o.period.start, o.value) for o in dry.preview} == {
+        (o.measure, o.unit, o.period_start.replace(tzinfo=UTC), o.value) for o in stored}
+    lines = list(dry_run_lines(dry, VN, show=5))
+    total = sum(o.value for o in stored if o.measure == "dossiers_received_total")
+    assert any(line.split()[0] == "dossiers_received_total" and line.endswith(f"sum {total:g}") for line in lines)
+    assert sum(1 for line in lines if line.startswith("    ") and "←" in line) == 10  # 5 observations, 5 rejections
+    assert any(f"5 of {dry.rejections}" in line for line in lines)
 
 
 def test_backfill_rereads_a_span_without_moving_the_watermark(tmp_path: Path, province: ProvinceModel) -> None:
