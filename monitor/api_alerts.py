@@ -55,7 +55,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[Any]) -> None:
 
     async def create_silence(request: web.Request) -> web.Response:
         svc = service(request)
-        _authorise(request, svc.config.http.token_hashes)
+        authorise(request, svc.config.http.token_hashes)
         body = await _json_body(request)
         now = svc.clock.now()
         ends_at = _ends_at(body, now)
@@ -77,7 +77,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[Any]) -> None:
 
     async def delete_silence(request: web.Request) -> web.Response:
         svc = service(request)
-        _authorise(request, svc.config.http.token_hashes)
+        authorise(request, svc.config.http.token_hashes)
         text = request.match_info["id"]
         if not text.isascii() or not text.isdigit():
             raise _bad_request(f"the silence id is a number, got {text!r}")
@@ -91,7 +91,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[Any]) -> None:
 
     async def acknowledge(request: web.Request) -> web.Response:
         svc = service(request)
-        _authorise(request, svc.config.http.token_hashes)
+        authorise(request, svc.config.http.token_hashes)
         body = await _json_body(request)
         now = svc.clock.now()
         until = _ends_at(body, now) if ("ends_at" in body or "duration" in body) else None
@@ -115,7 +115,7 @@ def token_matches(token: str, hashes: tuple[str, ...]) -> bool:
     return any(hmac.compare_digest(digest, known) for known in hashes)
 
 
-def _authorise(request: web.Request, hashes: tuple[str, ...]) -> None:
+def authorise(request: web.Request, hashes: tuple[str, ...]) -> None:
     if not hashes:
         raise ApiError(403, "changes through the API are off: no http.token_hashes in the configuration "
                             "(make a token with `egovmon token new`)")

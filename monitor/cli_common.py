@@ -35,7 +35,7 @@ def open_service(config: Config) -> Any:
     from monitor.service import MonitorService
 
     try:
-        service = MonitorService(config)
+        service = MonitorService(config, config_path=state.config_path)
     except ConfigError as exc:
         raise fail(f"configuration is not valid:\n{exc}", 2) from None
     service.prepare()

@@ -94,7 +94,8 @@ def check(
         problems.append(str(exc))
     if ctx.index_paths:
         try:
-            count_indices = len(load_indices(ctx.index_paths, ctx.catalog, ctx.units))
+            count_indices = len(load_indices(ctx.index_paths, ctx.catalog, ctx.units,
+                                             shipped=ctx.index_paths == [SHIPPED_INDICES_DIR]))
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:

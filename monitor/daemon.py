@@ -1,4 +1,5 @@
-"""The long-running service: HTTP listener + scheduler until SIGINT/SIGTERM."""
+"""The long-running service: HTTP listener + scheduler until SIGINT/SIGTERM;
+SIGHUP reloads the configuration (a bad one is refused and the running one kept)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,25 @@ async def serve(service: MonitorService, out: TextIO, *, collect_now: bool = Tru
     out.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        log.info("SIGHUP: reloading the configuration from %s", service.config_path)
+        task = loop.create_task(service.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await stop.wait()
     finally:
         log.info("stopping: waiting for running jobs, then closing the listener")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if reloads:
+            await asyncio.wait(reloads, timeout=10)
         await scheduler.stop()
         await http.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     return 0

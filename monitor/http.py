@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
+from monitor.api_admin import add_routes as add_admin_routes
 from monitor.api_alerts import add_routes as add_alert_routes
 from monitor.api_v1 import ApiError
 from monitor.api_v1 import add_routes as add_read_routes
@@ -39,6 +40,7 @@ def build_app(service: MonitorService) -> web.Application:
     app.router.add_get("/openapi.json", openapi_document)
     add_read_routes(app, SERVICE_KEY)
     add_alert_routes(app, SERVICE_KEY)
+    add_admin_routes(app, SERVICE_KEY)
     add_report_routes(app, SERVICE_KEY)
     return app
 

@@ -56,6 +56,13 @@ class ServiceMetrics:
         self.rules_reloaded_at = Gauge(
             "egov_rules_last_reload_success_timestamp_seconds", "Unix time of the last successful rules reload",
             registry=r)
+        self.config_reload_success = Gauge(
+            "egov_config_last_reload_success",
+            "1 if the last (re)load of the configuration succeeded; 0 if it was refused and the previous one kept",
+            registry=r)
+        self.config_reloaded_at = Gauge(
+            "egov_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration reload", registry=r)
         self.kpi_computed_at = Gauge(
             "egov_kpi_computed_timestamp_seconds", "Unix time of the last KPI computation",
             registry=r)

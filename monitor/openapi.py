@@ -252,6 +252,17 @@ def schemas() -> dict[str, Schema]:
     }
     out: dict[str, Schema] = {
         "Error": obj({"error": {**STRING, "description": "What is wrong, naming the parameter when one is."}}),
+        "Reloaded": obj({
+            "applied": {"const": True},
+            "sources": COUNT,
+            "rules": COUNT,
+            "restart_needed": {**STRINGS, "description": "Settings that changed but take effect at the next start "
+                                                         "(database.url, http.listen)."}}),
+        "ReloadRefused": obj({
+            "error": STRING,
+            "problems": {"type": "array", "items": obj({
+                "file": STRING, "line": nullable({"type": "integer", "minimum": 1}), "field": STRING,
+                "message": STRING})}}),
         "Head": head,
         "Unit": obj(unit_properties, description="One version of an organisational unit."),
         "UnitDetail": unit_detail,
@@ -432,6 +443,13 @@ def paths(service: MonitorService, *, reports: bool) -> dict[str, Any]:
                                     "created_by": "Phòng CNTT"}} if some_kpi else {})}}},
                 **write),
         },
+        "/api/v1/reload": {"post": _operation(
+            "reload", "service", "Reload the configuration, units, catalog and rules (needs a token)",
+            {**ok(ref("Reloaded"), "Reloaded and in force."),
+             "422": {"description": "Refused: the service keeps running on the configuration loaded before.",
+                     "content": {"application/json": {"schema": ref("ReloadRefused")}}},
+             **errors(401, 403)},
+            description="The same as sending SIGHUP to the process.", **write)},
         "/api/v1/silences/{id}": {"delete": _operation(
             "endSilence", "alerts", "End a silence now (needs a token)",
             {**ok(ref("Silence"), "The silence, ended."), **errors(400, 401, 403, 404)},
@@ -481,7 +499,7 @@ def build_openapi(service: MonitorService, app: web.Application | None = None) -
             "summary": f"E-government KPIs of {service.config.province.name} per organisational unit, "
                        "against the official targets.",
             "description": (
-                "Reading is open on the listener; state-changing calls (silences, acknowledgements) need "
+                "Reading is open on the listener; state-changing calls (silences, acknowledgements, reload) need "
                 "`Authorization: Bearer <token>` (a token made with `egovmon token new`).\n\n"
                 f"Lists are paginated: `limit` (1–{LIMIT_MAX}, default {LIMIT_DEFAULT}) and `offset` "
                 "(default 0); the answer has `items`, `count` (on this page), `total` (all matching), "

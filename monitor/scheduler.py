@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -37,6 +37,12 @@ def trigger_for(schedule: Schedule, timezone: str) -> BaseTrigger:
                            jitter=jitter)
 
 
+def _first_run(at: datetime | None) -> dict[str, datetime]:
+    """``next_run_time`` for add_job: ``at``, or left out so the trigger decides
+    (APScheduler 3 adds a job given ``next_run_time=None`` paused, never to run)."""
+    return {"next_run_time": at} if at is not None else {}
+
+
 class ServiceScheduler:
     """Owns the APScheduler instance and the tasks it started, for a clean stop."""
 
@@ -44,6 +50,7 @@ class ServiceScheduler:
         self.service = service
         self.scheduler = AsyncIOScheduler(timezone=service.config.timezone)
         self._running: set[asyncio.Task[None]] = set()
+        self._source_jobs: set[str] = set()  # sources ever scheduled, so a reload knows the new ones
 
     def _tracked(self, name: str, work: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -60,17 +67,33 @@ class ServiceScheduler:
         return job
 
     def start(self, *, run_now: bool = True) -> None:
+        self._add_jobs(self.service.clock.now() if run_now else None, new_sources_now=False)
+        self.service.reload_hooks.append(self.reschedule)
+        self.scheduler.start()
+
+    def reschedule(self) -> None:
+        """After a configuration reload: every job again from the new configuration.
+        Sources that were not scheduled before are collected at once; running jobs finish."""
+        self.scheduler.remove_all_jobs()
+        self._add_jobs(None, new_sources_now=True)
+        log.info("scheduler: %d jobs after the reload", len(self.scheduler.get_jobs()))
+
+    def _add_jobs(self, first_run: datetime | None, *, new_sources_now: bool) -> None:
         config = self.service.config
-        first_run = self.service.clock.now() if run_now else None
         for source in config.sources:
             if not source.enabled:
                 continue
+            job_id = f"collect:{source.id}"
+            first = first_run
+            if new_sources_now and job_id not in self._source_jobs:
+                first = self.service.clock.now()
+            self._source_jobs.add(job_id)
             trigger = trigger_for(source.schedule, config.timezone)
             self.scheduler.add_job(
-                self._tracked(f"collect:{source.id}", self._collector(source.id)), trigger,
-                id=f"collect:{source.id}", max_instances=1, coalesce=True,
+                self._tracked(job_id, self._collector(source.id)), trigger,
+                id=job_id, max_instances=1, coalesce=True,
                 misfire_grace_time=int(source.schedule.misfire_grace.total_seconds()),
-                next_run_time=first_run)
+                **_first_run(first))
         self.scheduler.add_job(
             self._tracked("refresh-kpis", self._refresh), IntervalTrigger(
                 seconds=config.exporter.evaluate_interval.total_seconds(), timezone=config.timezone),
@@ -90,8 +113,7 @@ class ServiceScheduler:
             self._tracked("registry", self._registry), CronTrigger(hour=0, minute=5,
                                                                    timezone=config.timezone),
             id="registry", max_instances=1, coalesce=True, misfire_grace_time=3600,
-            next_run_time=first_run)
-        self.scheduler.start()
+            **_first_run(first_run))
 
     def _collector(self, source_id: str) -> Callable[[], Awaitable[None]]:
         async def collect() -> None:

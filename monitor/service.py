@@ -12,8 +12,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from pathlib import Path
 
 import aiohttp
 
@@ -25,7 +27,7 @@ from monitor.alerts.forwarding import forwarded_alerts
 from monitor.alerts.model import Recipient
 from monitor.catalog import Catalog, load_catalog
 from monitor.collection import CollectionRunner, Progress, RunSummary
-from monitor.config import Config, ReportSchedule
+from monitor.config import Config, ReportSchedule, load_config
 from monitor.errors import ConfigError
 from monitor.exporter import Exposition, render_kpi_families
 from monitor.kpi import KpiEngine, KpiValue, Scope
@@ -52,44 +54,127 @@ from monitor.windows import Window
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """What a configuration reload did: applied, or refused with every problem."""
+
+    applied: bool
+    error: ConfigError | None = None
+    rules: int = 0
+    sources: int = 0
+    # settings that changed in the file but take effect only at the next start
+    restart_needed: tuple[str, ...] = ()
+
+
 class MonitorService:
     def __init__(self, config: Config, *, clock: Clock | None = None,
                  metrics: ServiceMetrics | None = None,
-                 session_factory: Callable[[int], aiohttp.ClientSession] = new_session) -> None:
+                 session_factory: Callable[[int], aiohttp.ClientSession] = new_session,
+                 config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # what a reload re-reads; None: reload refused
         self.clock = clock or SystemClock()
-        self.units: UnitTree = load_units(config.units.file)
-        self.catalog: Catalog = load_catalog(config.catalog.file)
+        self.session_factory = session_factory
         self.engine = create_engine_for(config.database.url, echo=config.database.echo)
         self.store = Store(self.engine)
         self.metrics = metrics or ServiceMetrics()
         self.exposition = Exposition(self.metrics)
-        self.runner = CollectionRunner(config, self.store, self.catalog, self.units, self.metrics,
-                                       self.clock, session_factory)
-        self.kpis = KpiEngine(self.catalog, self.units, self.store, config.tz)
-        self.windows = [Window.parse(w) for w in config.exporter.windows]
         self.results = ResultStore(self.engine)
-        self.evaluator = Evaluator(self.catalog, self.units, self.store, config.tz)
-        self.rules: RuleSet = self.load_rules()
-        self.indices: tuple[ScoringIndex, ...] = load_indices(
-            config.rules.indices if config.rules.indices is not None else [SHIPPED_INDICES_DIR],
-            self.catalog, self.units)
+        units = load_units(config.units.file)
+        catalog = load_catalog(config.catalog.file)
+        rules = self._read_rules(config, catalog, units)
+        self._assemble(config, units, catalog, rules, self._read_indices(config, catalog, units))
         self.scores: list[UnitScore] = []
-        self.metrics.rules_loaded.set(len(self.rules))
         self.metrics.rules_reload_success.set(1)
+        self.metrics.config_reload_success.set(1)
         self.snapshot: list[KpiValue] = []
         self.evaluations: list[Evaluation] = []
-        self.alerting = AlertEngine(config, units=self.units, catalog=self.catalog, store=self.store,
-                                    engine=self.engine, metrics=self.metrics, evaluate_at=self._evaluate_at)
-        self.deliverer = Deliverer(self.alerting.outbox, config.smtp, config.alerts.retry, self.metrics, self.clock)
-        self.forwarder = (AlertmanagerForwarder(config.alerts.alertmanager, self.metrics)
-                          if config.alerts.alertmanager else None)
+        self.reload_hooks: list[Callable[[], None]] = []  # told after a reload was applied (the scheduler)
         self._alerting = asyncio.Lock()
         self.reporting_lock = asyncio.Lock()  # one report at a time: each evaluates and stores every rule
         self.ready = False
         # Refreshes follow each source's collection and a timer; one at a time, so an
         # older computation can never publish over a newer one.
         self._refreshing = asyncio.Lock()
+
+    def _assemble(self, config: Config, units: UnitTree, catalog: Catalog, rules: RuleSet,
+                  indices: tuple[ScoringIndex, ...]) -> None:
+        """Everything built from the configuration, the units, the catalog and the rules."""
+        self.config = config
+        self.units: UnitTree = units
+        self.catalog: Catalog = catalog
+        self.rules: RuleSet = rules
+        self.indices: tuple[ScoringIndex, ...] = indices
+        self.metrics.rules_loaded.set(len(rules))
+        self.runner = CollectionRunner(config, self.store, catalog, units, self.metrics,
+                                       self.clock, self.session_factory)
+        self.kpis = KpiEngine(catalog, units, self.store, config.tz)
+        self.windows = [Window.parse(w) for w in config.exporter.windows]
+        self.evaluator = Evaluator(catalog, units, self.store, config.tz)
+        self.alerting = AlertEngine(config, units=units, catalog=catalog, store=self.store,
+                                    engine=self.engine, metrics=self.metrics, evaluate_at=self._evaluate_at)
+        self.deliverer = Deliverer(self.alerting.outbox, config.smtp, config.alerts.retry, self.metrics, self.clock)
+        self.forwarder = (AlertmanagerForwarder(config.alerts.alertmanager, self.metrics)
+                          if config.alerts.alertmanager else None)
+
+    @staticmethod
+    def _read_rules(config: Config, catalog: Catalog, units: UnitTree) -> RuleSet:
+        paths = configured_rule_paths(config.rules.shipped, config.rules.files)
+        return load_rules(paths, catalog, units)
+
+    @staticmethod
+    def _read_indices(config: Config, catalog: Catalog, units: UnitTree) -> tuple[ScoringIndex, ...]:
+        if config.rules.indices is None:
+            return load_indices([SHIPPED_INDICES_DIR], catalog, units, shipped=True)
+        return load_indices(config.rules.indices, catalog, units)
+
+    async def reload(self) -> Reloaded:
+        """Re-read the configuration file with its units, catalog, rules and indices, and
+        switch to them — or, when anything is wrong, keep running on what is loaded and
+        return every problem. SIGHUP and ``POST /api/v1/reload`` land here.
+
+        The database and the listen address stay as they were until a restart (the
+        result names them when they changed). Running collections finish with the old
+        settings; the scheduler is rebuilt through ``reload_hooks``.
+        """
+        if self.config_path is None:
+            return self._refused(ConfigError.single("(none)", "this service was not started from a configuration file"))
+        try:
+            config, units, catalog, rules, indices = await asyncio.to_thread(self._read_all, self.config_path)
+        except ConfigError as exc:
+            return self._refused(exc)
+        restart = tuple(name for name, old, new in (
+            ("database.url", self.config.database.url, config.database.url),
+            ("http.listen", self.config.http.listen, config.http.listen),
+        ) if old != new)
+        async with self._refreshing, self._alerting:
+            old_forwarder = self.forwarder
+            self._assemble(config, units, catalog, rules, indices)
+        if old_forwarder is not None:
+            await old_forwarder.close()
+        for hook in self.reload_hooks:
+            hook()
+        now = self.clock.now().timestamp()
+        for success, at in ((self.metrics.config_reload_success, self.metrics.config_reloaded_at),
+                            (self.metrics.rules_reload_success, self.metrics.rules_reloaded_at)):
+            success.set(1)
+            at.set(now)
+        log.info("configuration reloaded from %s: %d sources, %d rules%s", self.config_path, len(config.sources),
+                 len(rules), f"; needs a restart to change: {', '.join(restart)}" if restart else "")
+        return Reloaded(True, rules=len(rules), sources=len(config.sources), restart_needed=restart)
+
+    @classmethod
+    def _read_all(cls, path: Path) -> tuple[Config, UnitTree, Catalog, RuleSet, tuple[ScoringIndex, ...]]:
+        config = load_config(path)
+        units = load_units(config.units.file)
+        catalog = load_catalog(config.catalog.file)
+        rules = cls._read_rules(config, catalog, units)
+        return config, units, catalog, rules, cls._read_indices(config, catalog, units)
+
+    def _refused(self, error: ConfigError) -> Reloaded:
+        self.metrics.config_reload_success.set(0)
+        log.error("configuration not reloaded, still running on the one loaded before:\n%s", error)
+        return Reloaded(False, error)
 
     def prepare(self) -> None:
         """Schema up to date; runs a killed process left open are closed; health
@@ -110,8 +195,7 @@ class MonitorService:
 
     def load_rules(self) -> RuleSet:
         """Read the configured rule files; raise ConfigError listing every problem."""
-        paths = configured_rule_paths(self.config.rules.shipped, self.config.rules.files)
-        return load_rules(paths, self.catalog, self.units)
+        return self._read_rules(self.config, self.catalog, self.units)
 
     def reload_rules(self) -> ConfigError | None:
         """Swap in the rule files as they are now — or, when they have mistakes,

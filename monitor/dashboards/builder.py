@@ -365,7 +365,9 @@ def _health(language: str) -> dict[str, Any]:
              _q("egov_kpi_computation_duration_seconds", t("thời gian tính", "duration"), instant=True),
              _q("egov_evaluation_duration_seconds", t("thời gian đánh giá", "evaluation"), instant=True),
              _q("egov_rules_loaded", t("số quy tắc", "rules loaded"), instant=True),
-             _q("egov_rules_last_reload_success", t("nạp lại thành công", "last reload ok"), instant=True)],
+             _q("egov_rules_last_reload_success", t("nạp lại quy tắc thành công", "rules reload ok"), instant=True),
+             _q("egov_config_last_reload_success", t("nạp lại cấu hình thành công", "config reload ok"),
+                instant=True)],
             w=12, h=8, options=_stat_options())
     d.row(t("Thư điện tử", "E-mail"))
     d.panel("timeseries", t("Hàng đợi thư theo trạng thái", "Outbox by status"),

@@ -8,6 +8,7 @@ is all ``monitor.scoring.compute`` needs to know about KPIs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from monitor.scoring.model import ScoringIndex, consistency_problems
 from monitor.targets.loader import expand_rule_paths
 from monitor.units import UnitTree
 from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
+
+log = logging.getLogger(__name__)
 
 # The index files shipped with the project, next to the package in a source checkout.
 SHIPPED_INDICES_DIR = Path(__file__).resolve().parents[2] / "rules" / "indices"
@@ -34,9 +37,16 @@ class _Loaded:
     line: int | None
 
 
-def load_indices(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None = None) -> tuple[ScoringIndex, ...]:
+def load_indices(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None = None, *,
+                 shipped: bool = False) -> tuple[ScoringIndex, ...]:
     """Read and check every index file (directories: the ``*.yaml`` files in
-    them). ``units=None`` skips the group checks (no configuration at hand)."""
+    them). ``units=None`` skips the group checks (no configuration at hand).
+
+    ``shipped``: the project's own index files, written for a province with every
+    kind of unit group. Groups this province's units file does not have are then
+    left out (an index left with none is skipped) instead of refused: a province
+    without districts since the 2025 reform must still start on the defaults.
+    A group the operator wrote in their own index file stays an error."""
     problems: list[Problem] = []
     loaded: list[_Loaded] = []
     for path in expand_rule_paths(paths):
@@ -45,7 +55,7 @@ def load_indices(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        item = _index_of(doc, catalog, units, problems)
+        item = _index_of(doc, catalog, units, problems, shipped)
         if item is not None:
             loaded.append(item)
     first_by_id: dict[str, _Loaded] = {}
@@ -61,7 +71,7 @@ def load_indices(paths: Iterable[Path], catalog: Catalog, units: UnitTree | None
 
 
 def _index_of(doc: YamlDocument, catalog: Catalog, units: UnitTree | None,
-              problems: list[Problem]) -> _Loaded | None:
+              problems: list[Problem], shipped: bool) -> _Loaded | None:
     if not isinstance(doc.data, dict):
         problems.append(Problem(doc.file, 1, "", "expected a mapping with 'version: 1', 'id' and 'criteria:'"))
         return None
@@ -74,7 +84,15 @@ def _index_of(doc: YamlDocument, catalog: Catalog, units: UnitTree | None,
     for name, message in consistency_problems(index):
         problems.append(_problem(doc, name, message))
     index = _with_catalog(index, doc, catalog, problems)
-    if units is not None:
+    if units is not None and shipped:
+        known = _known_groups(units)
+        groups = tuple(g for g in index.units.groups if g in known)
+        if index.units.groups and not groups:
+            log.info("shipped index %s skipped: none of its unit groups (%s) is in the units file",
+                     index.id, ", ".join(index.units.groups))
+            return None
+        index = index.model_copy(update={"units": index.units.model_copy(update={"groups": groups})})
+    elif units is not None:
         _check_groups(index, doc, units, problems)
     if len(problems) > before:
         return None
@@ -115,8 +133,12 @@ def _with_catalog(index: ScoringIndex, doc: YamlDocument, catalog: Catalog,
     return index.model_copy(update={"criteria": tuple(criteria)})
 
 
+def _known_groups(units: UnitTree) -> set[str]:
+    return set(units.group_names) | {u.group for u in units.versions}
+
+
 def _check_groups(index: ScoringIndex, doc: YamlDocument, units: UnitTree, problems: list[Problem]) -> None:
-    known = set(units.group_names) | {u.group for u in units.versions}
+    known = _known_groups(units)
     for i, group in enumerate(index.units.groups):
         if group not in known:
             problems.append(_problem(doc, f"units.groups.{i}",

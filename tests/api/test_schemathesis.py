@@ -79,7 +79,8 @@ async def test_the_api_keeps_its_contract(tmp_path: Path, province: ProvinceMode
         assert live.service.alerting.silences.list(live.service.clock.now(), include_ended=True) == []
         assert not [r for r in live.service.alerting.alerts.load() if r.acked_by]
 
-        writes = {"POST /api/v1/silences", "POST /api/v1/alerts/ack", "DELETE /api/v1/silences/{id}"}
+        writes = {"POST /api/v1/silences", "POST /api/v1/alerts/ack", "DELETE /api/v1/silences/{id}",
+                  "POST /api/v1/reload"}
         assert writes == {f"{m.upper()} {p}" for p, item in document["paths"].items() for m, op in item.items()
                           if op.get("security")}
         report = await schemathesis_run(

@@ -291,6 +291,25 @@ def test_shipped_indices_load_against_the_simulated_province() -> None:
     assert [c.points for c in indices["index-766-subset"].criteria] == [18, 20, 22, 22, 18]
 
 
+def test_shipped_indices_leave_out_groups_a_province_does_not_have() -> None:
+    """A province after the 2025 reform with no districts, and no departments in its units file:
+    the shipped indices still load (a service must start on the defaults), scoring only the
+    groups it has; the same index as the operator's own file is refused."""
+    communes_only = build_tree([
+        unit(PROVINCE, Level.province, "tinh", None),
+        *(unit(code, Level.commune, "xa", valid_from=date(2025, 7, 1)) for code in (X1, X2, X3)),
+    ], {}, "<post-reform tree>")
+    indices = {i.id: i for i in load_indices([SHIPPED_INDICES_DIR], load_catalog(), communes_only, shipped=True)}
+    assert indices["ict-ranking"].units.groups == ("xa",)
+    assert indices["index-766-subset"].units.groups == ("tinh", "xa")
+    only_departments = build_tree([unit(PROVINCE, Level.province, "tinh", None),
+                                   unit(D1, Level.department, "so_dept")], {}, "<odd tree>")
+    skipped = load_indices([SHIPPED_INDICES_DIR], load_catalog(), only_departments, shipped=True)
+    assert [i.id for i in skipped] == ["index-766-subset"]  # ict-ranking has none of its groups: skipped
+    with pytest.raises(ConfigError, match="unknown group 'huyen'"):
+        load_indices([SHIPPED_INDICES_DIR], load_catalog(), communes_only)
+
+
 def test_simulated_province_is_ranked_within_groups_and_exports_cleanly() -> None:
     units = ProvinceModel().unit_tree()
     indices = load_indices([SHIPPED_INDICES_DIR], load_catalog(), units)

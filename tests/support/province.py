@@ -47,9 +47,9 @@ async def simulated_service(directory: Path, model: ProvinceModel, *, clock: Clo
                             ) -> AsyncIterator[tuple[MonitorService, SimulatorServer, Config]]:
     clock = clock or FrozenClock(NOW)
     async with SimulatorServer(model, clock=clock) as simulators:
-        config = load_config(write_config(directory, model, simulators.urls, database_url=database_url,
-                                          extra=extra, **overrides))
-        service = MonitorService(config, clock=clock)
+        path = write_config(directory, model, simulators.urls, database_url=database_url, extra=extra, **overrides)
+        config = load_config(path)
+        service = MonitorService(config, clock=clock, config_path=path)
         service.prepare()
         try:
             yield service, simulators, config
