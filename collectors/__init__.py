@@ -46,8 +46,14 @@ __all__ = [
 
 COLLECTORS: dict[str, str] = {
     "document_management": "collectors.document_management:DocumentManagementCollector",
+    "dvc_dossiers": "collectors.dvc_dossiers:DvcDossiersCollector",
+    "edxml": "collectors.edxml:EdxmlCollector",
     "email_directory": "collectors.email_directory:EmailDirectoryCollector",
+    "http_json": "collectors.http_json:HttpJsonCollector",
+    "ldap_directory": "collectors.ldap_directory:LdapDirectoryCollector",
     "one_stop": "collectors.one_stop:OneStopCollector",
+    "spreadsheet": "collectors.spreadsheet:SpreadsheetCollector",
+    "sql": "collectors.sql:SqlCollector",
 }
 
 

@@ -147,8 +147,9 @@ class CollectionRunner:
         if not dry_run:
             await asyncio.to_thread(self._record_run, source, summary, started_at, run_id)
         if summary.ok:
-            log.info("source %s: %d periods, %d observations stored, %d rejected in %.2fs",
-                     source.id, summary.periods, summary.observations, summary.rejections,
+            log.info("source %s: %d periods, %d observations %s, %d rejected in %.2fs",
+                     source.id, summary.periods, summary.observations,
+                     "read (dry run: nothing stored)" if dry_run else "stored", summary.rejections,
                      summary.duration)
         else:
             log.warning("source %s failed (%s): %s", source.id, summary.reason, summary.error)
@@ -159,7 +160,10 @@ class CollectionRunner:
         def on_retry(reason: str) -> None:
             self.metrics.collection_retries.labels(source.id, reason).inc()
 
-        http = SourceHttp(source.id, source.url, session, timeout=source.timeout.total_seconds(),
+        # Kinds that read a database, a directory or files get a client they never use; a
+        # reserved .invalid host makes any stray use fail loudly instead of reaching something.
+        base_url = source.url if source.url.lower().startswith(("http://", "https://")) else "http://unused.invalid"
+        http = SourceHttp(source.id, base_url, session, timeout=source.timeout.total_seconds(),
                           retries=source.retries, headers=source.auth.headers(), on_retry=on_retry)
         settings = SourceSettings(source.id, source.kind, source.url, source.grain, dict(source.options),
                                   source.auth.credentials(), source.timeout.total_seconds())
