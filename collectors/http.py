@@ -16,10 +16,12 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
+from multidict import CIMultiDict
 
 from collectors.base import (
     CollectorError,
@@ -32,6 +34,7 @@ from collectors.base import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Params = Mapping[str, str | int]
 Sleep = Callable[[float], Awaitable[None]]
@@ -40,6 +43,14 @@ EXCERPT_CHARS = 200
 # Query parameters whose values never appear in messages or raw references.
 _SECRET_PARAM = re.compile(r"token|key|secret|pass|auth|signature|sig$", re.IGNORECASE)
 _USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A decoded JSON document and the response headers it came with."""
+
+    document: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def new_session(concurrency: int = 100) -> aiohttp.ClientSession:
@@ -143,10 +154,35 @@ class SourceHttp:
 
     async def get_json(self, path: str, params: Params | None = None) -> Any:
         """The JSON document at ``base_url + path``; see the class for retries."""
+        answer = await self._with_retries(lambda attempt: self._exchange(
+            "GET", self.base_url + path, describe_request(path, params), attempt, params=params))
+        return answer.document
+
+    async def get_answer(
+        self, path: str, params: Params | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> JsonAnswer:
+        """Like ``get_json``, with extra request ``headers`` (never shown in messages) and the
+        response headers (a ``Link: rel=next`` for paging)."""
+        where = describe_request(path, params)
+        return await self._with_retries(lambda attempt: self._exchange(
+            "GET", self.base_url + path, where, attempt, params=params, headers=headers))
+
+    async def post_form(
+        self, url: str, form: Mapping[str, str], *, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """The JSON answer to a form POST to the absolute ``url`` (an OAuth2 token endpoint),
+        retried like ``get_json``. ``form`` and ``headers`` never appear in messages."""
+        where = f"POST {_without_userinfo(url.partition('?')[0])}"
+        answer = await self._with_retries(lambda attempt: self._exchange(
+            "POST", url, where, attempt, form=form, headers=headers))
+        return answer.document
+
+    async def _with_retries(self, once: Callable[[str], Awaitable[T]]) -> T:
+        """``once(attempt label)``, retried on transient errors with backoff (or the source's Retry-After)."""
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
-                return await self._get_once(path, params, f"attempt {attempt + 1} of {attempts}")
+                return await once(f"attempt {attempt + 1} of {attempts}")
             except CollectorError as exc:
                 if exc.permanent or attempt + 1 == attempts:
                     raise
@@ -162,18 +198,23 @@ class SourceHttp:
             return min(error.retry_after, self.max_backoff)
         return float(min(self.backoff * 2**attempt, self.max_backoff))
 
-    async def _get_once(self, path: str, params: Params | None, attempt: str) -> Any:
-        where = describe_request(path, params)
+    async def _exchange(
+        self, method: str, url: str, where: str, attempt: str, *, params: Params | None = None,
+        form: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+    ) -> JsonAnswer:
         query = {k: str(v) for k, v in (params or {}).items()}
         try:
-            async with self.session.get(
-                self.base_url + path,
+            async with self.session.request(
+                method,
+                url,
                 params=query,
-                headers=self._headers,
+                data=form,
+                headers={**self._headers, **(headers or {})},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
                 body = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
+                received = CIMultiDict(response.headers)
         except TimeoutError:
             # aiohttp's own timeouts subclass TimeoutError; catch them before ClientError.
             raise SourceTimeout(
@@ -191,7 +232,7 @@ class SourceHttp:
                                     f"{_without_userinfo(str(exc))} ({attempt})") from None
         if status >= 300:
             raise self._status_error(where, status, body, retry_after, attempt)
-        return self._decode(where, body, attempt)
+        return JsonAnswer(self._decode(where, body, attempt), received)
 
     def _status_error(
         self, where: str, status: int, body: bytes, retry_after: str | None, attempt: str
@@ -312,6 +353,59 @@ class SourceHttp:
             offset += len(page)
         raise MalformedPayload(
             self.source_id, f"GET {path}: still 'more' after {self.max_pages} pages (raise limit)")
+
+
+    # ------------------------------------------------------------------ raw documents
+
+    async def get_bytes(self, path: str, *, limit: int) -> bytes | None:
+        """The body at ``base_url + path`` as bytes, or None when it is longer than ``limit``.
+
+        An oversized body is not read beyond ``limit`` bytes (a ``Content-Length``
+        above it is not read at all), so it never sits in memory whole. Statuses,
+        timeouts and retries are handled as for ``get_json``.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got: {limit}")
+        return await self._with_retries(lambda attempt: self._get_bytes_once(path, limit, attempt))
+
+    async def _get_bytes_once(self, path: str, limit: int, attempt: str) -> bytes | None:
+        where = describe_request(path)
+        try:
+            async with self.session.get(
+                self.base_url + path, headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                if response.status >= 300:
+                    body = await response.content.read(64 * 1024)  # enough for the excerpt
+                    raise self._status_error(where, response.status, body,
+                                             response.headers.get("Retry-After"), attempt)
+                return await _read_at_most(response, limit)
+        except TimeoutError:
+            raise SourceTimeout(
+                self.source_id, f"{where}: no answer within {self.timeout:g}s ({attempt})") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise MalformedPayload(
+                self.source_id, f"{where}: response body cut short: {exc} ({attempt})") from None
+        except aiohttp.InvalidURL:
+            raise SourceRequestError(
+                self.source_id, f"{where}: the source's url is not a valid URL") from None
+        except aiohttp.ClientError as exc:
+            raise SourceUnavailable(self.source_id, f"{where}: {type(exc).__name__}: "
+                                    f"{_without_userinfo(str(exc))} ({attempt})") from None
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``limit`` bytes."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _shape(document: Any, key: str) -> str:
