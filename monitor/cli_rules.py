@@ -82,7 +82,7 @@ def check(
     indices: Annotated[list[Path] | None, typer.Option(help="Index files or folders to check too.")] = None,
 ) -> None:
     """Validate rule and index files; print every problem as file:line: field: message."""
-    from monitor.scoring import load_indices
+    from monitor.scoring import SHIPPED_INDICES_DIR, load_indices
     from monitor.targets.loader import expand_rule_paths, load_rules
 
     ctx = _context(paths, indices)
