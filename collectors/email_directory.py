@@ -28,6 +28,7 @@ from collectors.mailboxes import (
     MailboxOptions,
     count_mailboxes,
     mailbox_model,
+    refuse_short_snapshot,
     snapshot_observations,
 )
 from collectors.records import validate_records
@@ -62,6 +63,7 @@ class EmailDirectoryCollector(Collector):
         snapshot = Period.containing(now, "day", self.tz)
         totals = count_mailboxes(accounts, units, now, self.options, snapshot, result,
                                  unit_source=self.options.unit_attribute)
+        refuse_short_snapshot(self.source_id, len(items), result, self.options)
         ref = f"GET {PATH} as of {now:%Y-%m-%dT%H:%M:%SZ}"
         result.observations += snapshot_observations(totals, snapshot, ref)
         return result

@@ -48,7 +48,13 @@ from collectors.base import (
     SourceTimeout,
     SourceUnavailable,
 )
-from collectors.mailboxes import MailboxOptions, count_mailboxes, mailbox_model, snapshot_observations
+from collectors.mailboxes import (
+    MailboxOptions,
+    count_mailboxes,
+    mailbox_model,
+    refuse_short_snapshot,
+    snapshot_observations,
+)
 from collectors.records import validate_records
 from monitor.timeutil import Period
 
@@ -160,6 +166,7 @@ class LdapDirectoryCollector(Collector):
         accounts = validate_records(self.source_id, mailbox_model(unit_field), items, result, what="account")
         totals = count_mailboxes(accounts, units, now, self.options, snapshot, result,
                                  unit_source=self._unit_source())
+        refuse_short_snapshot(self.source_id, len(outcome.entries), result, self.options)
         ref = (f"{self._server_url()}/{self.options.base_dn}?sub?{self.options.filter}: "
                f"{len(outcome.entries)} entries in {outcome.pages} pages as of {now:%Y-%m-%dT%H:%M:%SZ}")
         result.observations += snapshot_observations(totals, snapshot, ref)

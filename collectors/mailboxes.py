@@ -17,6 +17,11 @@ decided here, once:
 - Accounts that are not active carry no number, so a non-active account of
   an unknown unit is skipped silently; an active one is rejected
   ``unknown_unit``. The same account read twice is counted once.
+- The counts are a snapshot that replaces the day's stored one. When more than
+  ``max_rejected_share`` of the accounts read could not be counted (unreadable,
+  unknown unit), the snapshot is refused whole and the source reported down: its
+  short counts would replace complete ones, and alerts would start from data the
+  service knows to be incomplete.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, create_model, model_validator
 
-from collectors.base import CollectionResult, Observation, Rejection
+from collectors.base import CollectionResult, MalformedPayload, Observation, Rejection
 from collectors.records import WireModel
 from monitor.timeutil import Period
 
@@ -89,6 +94,8 @@ class MailboxOptions(BaseModel):
     regular_use_days: PositiveInt = 30
     logon_frequency_days: PositiveInt = 7
     unit_map: dict[str, str] = {}  # unit value → unit code; unmapped values are codes
+    # above this share of accounts not counted, the snapshot is refused (see the module docstring)
+    max_rejected_share: Annotated[float, Field(ge=0, le=1)] = 0.05
 
     @model_validator(mode="after")
     def _window_covers_logon_frequency(self) -> Self:
@@ -145,6 +152,18 @@ def _problem(
             f"{unit_source} = {unit!r}{mapped} is not a unit of the tree "
             "(add it to the units, or map it in options.unit_map)")
     return None
+
+
+def refuse_short_snapshot(source_id: str, read: int, result: CollectionResult, options: MailboxOptions) -> None:
+    """Raise when too many of the ``read`` accounts could not be counted (duplicates do not count:
+    the account is counted once)."""
+    refused = [r for r in result.rejections if r.reason != "duplicate"]
+    if read and len(refused) > options.max_rejected_share * read:
+        raise MalformedPayload(source_id, (
+            f"{len(refused)} of {read} accounts could not be counted (first: {refused[0].reason}: "
+            f"{refused[0].detail}); the snapshot was not stored, so the counts stored before stay. "
+            f"Fix the directory or the mapping, or raise options.max_rejected_share "
+            f"({options.max_rejected_share:g})"))
 
 
 def snapshot_observations(

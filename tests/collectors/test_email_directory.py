@@ -184,11 +184,22 @@ def test_regular_use_shorter_than_logon_frequency_is_refused() -> None:
     assert "zimbraLastLogonTimestampFrequency" in message
 
 
+async def test_a_snapshot_with_too_many_uncounted_accounts_is_refused(harness: Harness, payloads: PayloadSet) -> None:
+    """The payload's accounts of unknown units are 3 of 10: over the default share (5 %) the whole
+    snapshot is refused, so the counts stored before are not replaced by short ones."""
+    known = payloads.units - {"000.00.01.H99"}
+    with pytest.raises(MalformedPayload, match=r"of 10 accounts could not be counted \(first: unknown_unit"):
+        await harness.collect(payloads, units=known, options={"max_rejected_share": 0.05})
+    result = await harness.collect(payloads, units=known, options={"max_rejected_share": 0.5})
+    refused = [r for r in result.rejections if r.reason == "unknown_unit"]
+    assert 0 < len(refused) <= 5 and result.observations
+
+
 def test_options_defaults_and_limits() -> None:
     options = EmailDirectoryCollector.Options.model_validate({})
     assert options.model_dump() == {
         "regular_use_days": 30, "logon_frequency_days": 7, "unit_attribute": "ou",
-        "unit_map": {}, "page_size": 500}
+        "unit_map": {}, "max_rejected_share": 0.05, "page_size": 500}
     EmailDirectoryCollector.Options.model_validate({"regular_use_days": 1, "logon_frequency_days": 1})
     for bad in ({"regular_use_days": 0}, {"page_size": 1001}, {"unit_attribute": ""},
                 {"regular_use_day": 30}):

@@ -139,7 +139,8 @@ async def collect(url: str, *, options: dict[str, Any] | None = None, units: set
                   credentials: Credentials | None = None, source_timeout: float = 5.0) -> CollectionResult:
     settings = SourceSettings(
         id="thu-ldap", kind="ldap_directory", url=url, grain="day",
-        options={"base_dn": PEOPLE, "page_size": PAGE_SIZE, **(options or {})},
+        # every entry's fate is checked here, so no snapshot is refused for its share of rejections
+        options={"base_dn": PEOPLE, "page_size": PAGE_SIZE, "max_rejected_share": 1, **(options or {})},
         credentials=credentials or Credentials("basic", BIND_DN, PASSWORD), timeout=source_timeout)
     # Every collector is handed an HTTP client; this kind never uses it.
     async with new_session() as session:
@@ -376,7 +377,7 @@ def test_options_defaults() -> None:
     assert options.model_dump() == {
         "base_dn": PEOPLE, "filter": "(objectClass=zimbraAccount)", "unit_from": "ou", "ou_level": 1,
         "unit_attribute": None, "unit_map": {}, "page_size": 500, "start_tls": False, "ca_file": None,
-        "verify": True, "regular_use_days": 30, "logon_frequency_days": 7}
+        "verify": True, "regular_use_days": 30, "logon_frequency_days": 7, "max_rejected_share": 0.05}
 
 
 @pytest.mark.parametrize(("options", "message"), [
