@@ -29,19 +29,40 @@ mode                      effect on each affected request
                           (``SoVanBanDi.DienTu`` > ``TongSo``, ``SoHoa`` >
                           received); the mail directory answers a ``total``
                           smaller than the accounts it has already returned
+``timeout``               never answers: holds the request ``delay`` seconds
+                          (set it above the client's timeout), then drops
+                          the connection without a response
+``truncated``             200 announcing the whole body's ``Content-Length``,
+                          then the connection is dropped halfway through it
+                          (``malformed`` is a complete HTTP answer whose JSON
+                          is cut; this one is cut at the HTTP level)
+``duplicate_records``     record 0 of the page is sent twice (the copy right
+                          after it); the mail directory does it on its last
+                          page only, as an extra account on a full page would
+                          shift the offsets of the pages after it
+``periods_out_of_order``  the answer's records in reverse order, newest period
+                          first: page 1 answers the last period asked for,
+                          and each page runs backwards; the mail directory,
+                          which has no periods, lists its accounts backwards
+``unknown_unit``          records 0, 3, 6… carry the unit code ``UNKNOWN_UNIT``
+                          (999.99.99.Z99, in no units file) instead of theirs
+                          (``OrganId``, ``MaDonVi``, the accounts' ``ou``)
 ========================  =====================================================
 
 ``times`` limits how many requests a fault affects (``None``: until cleared).
+``stop_system(kind)`` / ``start_system(kind)`` close and reopen one app's port
+in-process, for "connection refused" (no mode: nothing listens).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import math
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -55,9 +76,14 @@ from monitor.timeutil import Clock, SystemClock, local_date
 
 SYSTEM_KINDS: tuple[Kind, ...] = ("document_management", "email_directory", "one_stop")
 FaultMode = Literal["http_500", "http_503", "http_401", "http_429", "slow", "malformed", "schema_drift",
-                    "negative", "part_exceeds_whole"]
+                    "negative", "part_exceeds_whole", "timeout", "truncated", "duplicate_records",
+                    "periods_out_of_order", "unknown_unit"]
 FAULT_MODES: tuple[str, ...] = get_args(FaultMode)
 ERROR_STATUS = {"http_500": 500, "http_503": 503, "http_401": 401, "http_429": 429}
+# Modes that answer normally with a damaged copy of the body (see ``corrupt``).
+BODY_MODES = frozenset({"schema_drift", "negative", "part_exceeds_whole", "duplicate_records", "unknown_unit"})
+UNIT_FIELDS: dict[Kind, str] = {"document_management": "OrganId", "one_stop": "MaDonVi", "email_directory": "ou"}
+UNKNOWN_UNIT = "999.99.99.Z99"  # shaped like a unit code, in no province's units file
 DRIFT_RENAMES: dict[Kind, tuple[str, str]] = {
     "document_management": ("SoVanBanDi", "VanBanDi"),
     "one_stop": ("MaDonVi", "DonVi"),
@@ -208,9 +234,16 @@ def _records_of(body: dict[str, Any]) -> list[dict[str, Any]]:
 def corrupt(kind: Kind, mode: FaultMode, body: dict[str, Any]) -> dict[str, Any]:
     """A damaged copy of a response body (the model's records are never touched)."""
     body = copy.deepcopy(body)
-    if mode == "schema_drift":
+    key = "accounts" if kind == "email_directory" else "data"
+    if mode == "duplicate_records":
+        records = _records_of(body)
+        if records and (kind != "email_directory" or not body["more"]):
+            records.insert(1, copy.deepcopy(records[0]))
+    elif mode == "unknown_unit":
+        for record in _records_of(body)[::CORRUPT_EVERY]:
+            record[UNIT_FIELDS[kind]] = UNKNOWN_UNIT
+    elif mode == "schema_drift":
         old, new = DRIFT_RENAMES[kind]
-        key = "accounts" if kind == "email_directory" else "data"
         body[key] = [{(new if k == old else k): v for k, v in r.items()} for r in _records_of(body)]
     elif kind == "email_directory":
         accounts_so_far = body["offset"] + len(body["accounts"])
@@ -256,6 +289,11 @@ class SimulatorServer:
         self._sleep = sleep  # injectable so tests can observe delays without timing them
         self._faults: dict[str, _FaultSlot] = {kind: _FaultSlot() for kind in SYSTEM_KINDS}
         self._runners: list[web.AppRunner] = []
+        self._sites: dict[str, web.TCPSite] = {}
+        # Requests answered with a fault, per (kind, mode): the figure a fault test reports.
+        self.faults_served: Counter[tuple[str, str]] = Counter()
+        # Set on stop, so a request held by the ``timeout`` mode does not hold up the shutdown.
+        self._stopping = asyncio.Event()
         self._record_cache: OrderedDict[tuple[object, ...], list[dict[str, Any]]] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
@@ -263,6 +301,7 @@ class SimulatorServer:
     async def start(self) -> None:
         if self._runners:
             raise RuntimeError("simulator server already started")
+        self._stopping = asyncio.Event()  # bound to this start's event loop
         try:
             for kind in SYSTEM_KINDS:
                 runner = web.AppRunner(self._app(kind), access_log=None)
@@ -270,7 +309,9 @@ class SimulatorServer:
                 self._runners.append(runner)
                 site = web.TCPSite(runner, self.host, self.ports[kind])
                 await site.start()
+                self._sites[kind] = site
                 port = runner.addresses[0][1]
+                self.ports[kind] = port  # start_system reopens the same port
                 host = f"[{self.host}]" if ":" in self.host else self.host
                 self.urls[kind] = f"http://{host}:{port}"
         except BaseException:
@@ -279,10 +320,32 @@ class SimulatorServer:
 
     async def stop(self) -> None:
         """Close every app that started; safe to call twice or after a failed start."""
+        self._stopping.set()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
+        self._sites.clear()
         self.urls.clear()
+
+    async def stop_system(self, kind: str) -> None:
+        """Close ``kind``'s listening port: its clients get "connection refused" until ``start_system``."""
+        self._slot(kind)
+        site = self._sites.pop(kind, None)
+        if site is None:
+            raise RuntimeError(f"{kind} is not running")
+        await site.stop()
+
+    async def start_system(self, kind: str) -> None:
+        """Reopen ``kind`` on the port (and so the URL) it had."""
+        self._slot(kind)
+        if not self._runners:
+            raise RuntimeError("simulator server not started")
+        if kind in self._sites:
+            raise RuntimeError(f"{kind} is already running")
+        runner = self._runners[SYSTEM_KINDS.index(kind)]
+        site = web.TCPSite(runner, self.host, self.ports[kind])
+        await site.start()
+        self._sites[kind] = site
 
     async def __aenter__(self) -> SimulatorServer:
         await self.start()
@@ -330,37 +393,55 @@ class SimulatorServer:
             await self._sleep(self.latency)
         return await handler(request)
 
-    def _data_handler(self, kind: Kind) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
+    def _data_handler(self, kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
             fault = self._faults[kind].take()
+            if fault is not None:
+                self.faults_served[(kind, fault.mode)] += 1
             if fault is not None and fault.mode in ERROR_STATUS:
                 return _fault_response(fault)
+            if fault is not None and fault.mode == "timeout":
+                return await self._hang(request, fault.delay)
             if fault is not None and fault.mode == "slow":
                 await self._sleep(fault.delay)
             try:
-                body = await self._body(kind, request.query)
+                backwards = fault is not None and fault.mode == "periods_out_of_order"
+                body = await self._body(kind, request.query, backwards=backwards)
             except _BadRequest as exc:
                 return _error(400, str(exc))
-            if fault is not None and fault.mode not in ("slow", "malformed"):
+            if fault is not None and fault.mode in BODY_MODES:
                 body = corrupt(kind, fault.mode, body)
             text = json.dumps(body, ensure_ascii=False)
             if fault is not None and fault.mode == "malformed":
-                text = text[: len(text) // 2]  # a connection cut mid-body, as proxies do
+                text = text[: len(text) // 2]  # a body cut by a proxy that still ends the answer cleanly
+            if fault is not None and fault.mode == "truncated":
+                return await _cut_short(request, text.encode("utf-8"))
             return web.Response(text=text, content_type="application/json")
 
         return handle
 
-    async def _body(self, kind: Kind, query: Mapping[str, str]) -> dict[str, Any]:
+    async def _hang(self, request: web.Request, delay: float) -> web.StreamResponse:
+        """Hold the request ``delay`` seconds (less if the server stops), then drop the connection."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        if request.transport is not None:
+            request.transport.close()
+        # Nothing can be written any more; aiohttp discards this response.
+        return web.Response(status=504)
+
+    async def _body(self, kind: Kind, query: Mapping[str, str], *, backwards: bool = False) -> dict[str, Any]:
+        """One page of the model's records; ``backwards``: of the records in reverse order."""
         now = self.clock.now()
         if kind == "email_directory":
             offset = _int_param(query, "offset", 0, 0, None)
             limit = _int_param(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
             accounts = await self._records(kind, None, now)
+            accounts = accounts[::-1] if backwards else accounts
             return {"total": len(accounts), "offset": offset, "limit": limit,
                     "more": offset + limit < len(accounts), "accounts": accounts[offset:offset + limit]}
         period = PeriodQuery.parse(query)
         records = await self._records(kind, period, now)
-        return _page(records, period.page, period.page_size)
+        return _page(records[::-1] if backwards else records, period.page, period.page_size)
 
     async def _records(self, kind: Kind, period: PeriodQuery | None, now: datetime) -> list[dict[str, Any]]:
         """The model's records, cached per query so that paging through them stays cheap
@@ -414,6 +495,18 @@ def _fault_response(fault: Fault) -> web.Response:
     if status == 401:
         return _error(401, "authentication required (simulated)", {"WWW-Authenticate": "Bearer"})
     return _error(status, f"simulated server error {status}")
+
+
+async def _cut_short(request: web.Request, data: bytes) -> web.StreamResponse:
+    """Announce all of ``data``, send half of it, and drop the connection, as a crashed
+    upstream or a proxy timing out mid-transfer does."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response.content_length = len(data)
+    await response.prepare(request)
+    await response.write(data[: len(data) // 2])
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 @web.middleware
