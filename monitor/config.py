@@ -345,6 +345,27 @@ class ReportsConfig(_Frozen):
         return value
 
 
+class RetentionConfig(_Frozen):
+    """How long history is kept at full detail (off unless enabled: a fresh install keeps everything).
+
+    Day observations older than ``raw_days`` are rolled up into month observations (flows
+    summed, stocks keep the month's latest value), so month, quarter and year windows give
+    the same KPIs as before; operational tables are pruned past their own horizons.
+    """
+
+    enabled: bool = False
+    # Whole months only, never a period still open for re-collection (before a source's
+    # watermark), are rolled up; keep it above the longest rolling_<N>d window in the rules.
+    raw_days: Annotated[int, Field(ge=7)] = 400
+    downsample: Literal["month"] = "month"
+    rejections_days: Annotated[int, Field(ge=1)] = 90
+    collection_runs_days: Annotated[int, Field(ge=1)] = 90
+    alert_transitions_days: Annotated[int, Field(ge=1)] = 400
+    outbox_days: Annotated[int, Field(ge=1)] = 90  # sent messages only; pending and failed stay
+    batch_size: Annotated[int, Field(ge=100, le=100_000)] = 5000
+    schedule: Schedule = Schedule(cron="30 2 * * *")  # daily, province's time, before office hours
+
+
 class ProvinceConfig(_Frozen):
     name: str
     code: str | None = None
@@ -367,6 +388,7 @@ class Config(_Frozen):
     exporter: ExporterConfig = ExporterConfig()
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
+    retention: RetentionConfig = RetentionConfig()
     path: Path | None = None
 
     @field_validator("timezone")

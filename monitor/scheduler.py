@@ -109,6 +109,11 @@ class ServiceScheduler:
                 self._tracked(f"report:{report.name}", self._reporter(report)),
                 trigger_for(report.schedule, config.timezone), id=f"report:{report.name}", max_instances=1,
                 coalesce=True, misfire_grace_time=int(report.schedule.misfire_grace.total_seconds()))
+        if config.retention.enabled:
+            self.scheduler.add_job(
+                self._tracked("retention", self._retention), trigger_for(config.retention.schedule, config.timezone),
+                id="retention", max_instances=1, coalesce=True,
+                misfire_grace_time=int(config.retention.schedule.misfire_grace.total_seconds()))
         self.scheduler.add_job(
             self._tracked("registry", self._registry), CronTrigger(hour=0, minute=5,
                                                                    timezone=config.timezone),
@@ -131,6 +136,9 @@ class ServiceScheduler:
 
     async def _alerts(self) -> None:
         await self.service.alert_cycle()
+
+    async def _retention(self) -> None:
+        await self.service.apply_retention()
 
     async def _registry(self) -> None:
         await asyncio.to_thread(self.service.runner.write_registry)

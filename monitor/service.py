@@ -32,6 +32,7 @@ from monitor.errors import ConfigError
 from monitor.exporter import Exposition, render_kpi_families
 from monitor.kpi import KpiEngine, KpiValue, Scope
 from monitor.metrics import ServiceMetrics
+from monitor.retention import RetentionSummary, apply_retention
 from monitor.scoring import (
     SHIPPED_INDICES_DIR,
     ScoringIndex,
@@ -347,6 +348,14 @@ class MonitorService:
         summaries = await self.runner.collect_all(progress=progress, backfill=backfill)
         await self.refresh_kpis()
         return summaries
+
+    async def apply_retention(self) -> RetentionSummary:
+        """Roll up and prune old history (the daily retention job). Each month is atomic on its
+        own; the refresh lock keeps a long roll-up from contending with a KPI computation."""
+        async with self._refreshing:
+            sources = [s.id for s in self.config.sources if s.enabled]
+            return await asyncio.to_thread(apply_retention, self.store, self.catalog, self.config.retention,
+                                           self.clock.now(), self.config.tz, sources)
 
     def database_ok(self) -> bool:
         try:

@@ -3,18 +3,21 @@ async parts of the service call it through ``asyncio.to_thread``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, delete, func, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from collectors.base import Observation, Rejection
 from monitor.storage.models import (
+    AlertTransitionRow,
     CollectionRunRow,
+    DeliveryRow,
     ObservationRow,
+    OutboxRow,
     RejectionRow,
     SourceHealthRow,
     WatermarkRow,
@@ -26,6 +29,9 @@ WATERMARKS: Table = WatermarkRow.__table__  # type: ignore[assignment]
 HEALTH: Table = SourceHealthRow.__table__  # type: ignore[assignment]
 REJECTIONS: Table = RejectionRow.__table__  # type: ignore[assignment]
 RUNS: Table = CollectionRunRow.__table__  # type: ignore[assignment]
+TRANSITIONS: Table = AlertTransitionRow.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +234,88 @@ class Store:
                                         .values(status="failed", finished_at=at,
                                                 error="interrupted (process stopped)"))
             return result.rowcount
+
+    # ------------------------------------------------------------------ retention
+
+    def observation_periods(self, ending_by: datetime) -> list[tuple[datetime, datetime]]:
+        """The distinct periods stored that end by ``ending_by`` (few: one per day or month)."""
+        query = select(OBS.c.period_start, OBS.c.period_end).where(OBS.c.period_end <= ending_by).distinct()
+        with self.engine.connect() as connection:
+            return [(_as_utc(start), _as_utc(end)) for start, end in connection.execute(query)]
+
+    def roll_up(self, start: datetime, end: datetime, kinds: Mapping[str, str]) -> tuple[int, int]:
+        """Replace every observation of a period inside ``[start, end)`` (but not the whole
+        of it) by one observation of ``[start, end)`` per measure, unit and source: flows
+        summed, stocks the value of the latest period. One transaction: a kill leaves the
+        days or the month, never both, never neither. Returns (rows removed, rows written).
+
+        A month row already there (an earlier roll-up) is replaced by the days found now:
+        they can only be there because the source was collected again for that month.
+        Measures not in ``kinds`` (no longer in the catalog) are left alone."""
+        inside = and_(OBS.c.period_start >= start, OBS.c.period_end <= end,
+                      not_(and_(OBS.c.period_start == start, OBS.c.period_end == end)),
+                      OBS.c.measure.in_(list(kinds)))
+        query = select(OBS.c.id, OBS.c.measure, OBS.c.unit, OBS.c.source, OBS.c.period_end, OBS.c.value,
+                       OBS.c.collected_at).where(inside)
+        with self.engine.begin() as connection:
+            groups: dict[tuple[str, str, str], list[tuple[datetime, datetime, float]]] = {}
+            ids: list[int] = []
+            for row_id, measure, unit, source, period_end, value, collected_at in connection.execute(query):
+                ids.append(row_id)
+                groups.setdefault((measure, unit, source), []).append(
+                    (_as_utc(period_end), _as_utc(collected_at), float(value)))
+            if not ids:
+                return 0, 0
+            rows = []
+            for (measure, unit, source), values in groups.items():
+                # a stock: the level at the end of the latest period (then the newest collection)
+                total = sum(value for _, _, value in values) if kinds[measure] == "flow" else max(values)[2]
+                rows.append({"measure": measure, "unit": unit, "period_start": start, "period_end": end,
+                             "source": source, "value": total, "collected_at": max(c for _, c, _ in values),
+                             "raw_ref": f"rollup:{len(values)} rows"})
+            statement = self._insert(OBS)
+            statement = statement.on_conflict_do_update(
+                index_elements=["measure", "unit", "period_start", "period_end", "source"],
+                set_={"value": statement.excluded.value, "collected_at": statement.excluded.collected_at,
+                      "raw_ref": statement.excluded.raw_ref})
+            for first in range(0, len(ids), UPSERT_CHUNK):
+                connection.execute(delete(OBS).where(OBS.c.id.in_(ids[first:first + UPSERT_CHUNK])))
+            for first in range(0, len(rows), UPSERT_CHUNK):
+                connection.execute(statement, rows[first:first + UPSERT_CHUNK])
+            return len(ids), len(rows)
+
+    def prune_rejections(self, before: datetime, batch: int) -> int:
+        return self._delete_batches(REJECTIONS, REJECTIONS.c.rejected_at < before, batch)
+
+    def prune_collection_runs(self, before: datetime, batch: int) -> int:
+        """Finished runs only: a run still marked running is the live one (or closed at the next start)."""
+        return self._delete_batches(RUNS, and_(RUNS.c.started_at < before, RUNS.c.status != "running"), batch)
+
+    def prune_alert_transitions(self, before: datetime, batch: int) -> int:
+        return self._delete_batches(TRANSITIONS, TRANSITIONS.c.at < before, batch)
+
+    def prune_outbox(self, before: datetime, batch: int) -> int:
+        """Sent messages (with their delivery attempts); pending, sending and failed ones stay.
+        Their keys are built from the moment they were composed, so none is enqueued again."""
+        return self._delete_batches(OUTBOX, and_(OUTBOX.c.status == "sent", OUTBOX.c.sent_at < before), batch,
+                                    also=lambda connection, ids: connection.execute(
+                                        delete(DELIVERIES).where(DELIVERIES.c.outbox_id.in_(ids))))
+
+    def _delete_batches(self, table: Table, condition: ColumnElement[bool], batch: int,
+                        also: Callable[[Connection, list[int]], object] | None = None) -> int:
+        """Delete matching rows ``batch`` at a time, each batch its own short transaction
+        (the service keeps writing meanwhile; a kill loses no more than the batch's work)."""
+        removed = 0
+        while True:
+            with self.engine.begin() as connection:
+                ids = [row_id for (row_id,) in connection.execute(
+                    select(table.c.id).where(condition).order_by(table.c.id).limit(batch))]
+                if not ids:
+                    return removed
+                if also is not None:
+                    also(connection, ids)
+                connection.execute(delete(table).where(table.c.id.in_(ids)))
+            removed += len(ids)
 
 
 def _as_utc(value: datetime | str) -> datetime:
