@@ -208,8 +208,7 @@ class CollectionRunner:
 
     def _store_chunk(self, source: str, observations: list[Observation],
                      rejections: list[Rejection], now: datetime) -> None:
-        self.store.upsert_observations(observations, source, now)
-        self.store.add_rejections(source, rejections, now)
+        self.store.upsert_observations(observations, source, now, rejections)
 
     # ------------------------------------------------------------------ validation
 

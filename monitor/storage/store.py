@@ -72,10 +72,11 @@ class Store:
     # ------------------------------------------------------------------ observations
 
     def upsert_observations(self, observations: Sequence[Observation], source: str,
-                            collected_at: datetime) -> int:
-        """Insert or replace on (measure, unit, period, source), in one transaction:
-        either the whole batch is stored or none of it."""
-        if not observations:
+                            collected_at: datetime, rejections: Sequence[Rejection] = ()) -> int:
+        """Insert or replace on (measure, unit, period, source), and record ``rejections``, in
+        one transaction: either the whole batch is stored, with why its refused records were
+        refused, or none of it."""
+        if not observations and not rejections:
             return 0
         statement = self._insert(OBS)
         statement = statement.on_conflict_do_update(
@@ -89,6 +90,8 @@ class Store:
         with self.engine.begin() as connection:
             for start in range(0, len(rows), UPSERT_CHUNK):
                 connection.execute(statement, rows[start:start + UPSERT_CHUNK])
+            if rejections:
+                connection.execute(REJECTIONS.insert(), _rejection_rows(source, rejections, collected_at))
         return len(rows)
 
     def load_observations(self, measures: Iterable[str], start: datetime, end: datetime,
@@ -196,12 +199,8 @@ class Store:
     def add_rejections(self, source: str, rejections: Sequence[Rejection], at: datetime) -> None:
         if not rejections:
             return
-        rows = [{"source": source, "rejected_at": at, "reason": r.reason, "detail": r.detail,
-                 "unit": r.unit, "measure": r.measure,
-                 "period_start": r.period.start if r.period else None, "raw_ref": r.raw_ref}
-                for r in rejections]
         with self.engine.begin() as connection:
-            connection.execute(REJECTIONS.insert(), rows)
+            connection.execute(REJECTIONS.insert(), _rejection_rows(source, rejections, at))
 
     def recent_rejections(self, source: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = select(REJECTIONS).order_by(RejectionRow.id.desc()).limit(limit)
@@ -322,3 +321,10 @@ def _as_utc(value: datetime | str) -> datetime:
     """Aggregates bypass the column type, so SQLite hands back naive text."""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _rejection_rows(source: str, rejections: Sequence[Rejection], at: datetime) -> list[dict[str, Any]]:
+    return [{"source": source, "rejected_at": at, "reason": r.reason, "detail": r.detail,
+             "unit": r.unit, "measure": r.measure,
+             "period_start": r.period.start if r.period else None, "raw_ref": r.raw_ref}
+            for r in rejections]
