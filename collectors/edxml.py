@@ -196,6 +196,11 @@ def _parse_safely(data: bytes) -> Element:
         why = xml.parsers.expat.errors.messages.get(exc.code, "not well-formed")
         raise EnvelopeError("malformed_xml", f"not well-formed XML at line {line}, column {column}: {why} "
                             "(a truncated transfer, or not an edXML file)") from None
+    except (LookupError, ValueError) as exc:
+        # expat's handling of the declared encoding: unknown (encoding="TF-8"), or
+        # multi-byte ones it cannot read (shift_jis, utf-32).
+        raise EnvelopeError("malformed_xml", f"the XML declaration names an encoding that cannot be read "
+                            f"({exc}); edXML is UTF-8") from None
 
 
 def _text(parent: Element, path: str) -> str:

@@ -383,7 +383,7 @@ class HttpJsonCollector(Collector):
             value = path.first(raw)
             if value is MISSING or value is None:
                 missing.append(f"{path} (measures.{measure})")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
                 bad.append(f"{path} = {_short(value)} (measures.{measure})")
             else:
                 values[measure] = float(value)
@@ -599,3 +599,11 @@ def _keys(document: Any) -> str:
 def _json_type(value: Any) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _finite(value: int | float) -> bool:
+    """JSON integers have no size limit; one beyond a float makes ``math.isfinite`` raise."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

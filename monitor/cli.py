@@ -80,8 +80,15 @@ def demo(
 def run() -> None:
     """Run the service: scheduler, collectors, /metrics, until SIGINT/SIGTERM."""
     from monitor.daemon import serve
+    from monitor.security import check_listener
 
-    service = _service(_load())
+    config = _load()
+    try:  # a public listener without tokens is refused before anything slow
+        check_listener(config.http.host, config.http.port, config.http.token_hashes,
+                       config_file=str(state.config_path))
+    except ConfigError as exc:
+        raise _fail(f"configuration is not valid:\n{exc}", 2) from None
+    service = _service(config)
 
     async def main() -> int:
         try:

@@ -32,6 +32,7 @@ from pydantic import (
 
 from collectors import COLLECTORS, Credentials, collector_class
 from monitor.errors import ConfigError, Problem
+from monitor.security import is_loopback
 from monitor.timeutil import DEFAULT_TIMEZONE, parse_duration
 from monitor.windows import Window
 from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
@@ -51,9 +52,12 @@ class _Frozen(BaseModel):
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    return parse_duration(str(value))
+    try:
+        if isinstance(value, int | float):
+            return timedelta(seconds=value)
+        return parse_duration(str(value))
+    except OverflowError:  # timedelta holds at most 999999999 days; pydantic reports ValueError only
+        raise ValueError(f"duration too long: {value!r}") from None
 
 
 # Durations are written as 30s, 15m, 2h, 7d (or a number of seconds).
@@ -192,6 +196,14 @@ class HttpConfig(_Frozen):
         if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"write HOST:PORT, e.g. 127.0.0.1:9480, got: {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _tokens_off_loopback(self) -> HttpConfig:
+        if not is_loopback(self.host) and not self.token_hashes:
+            raise ValueError(f"http.listen {self.listen} is not a loopback address, so every endpoint but "
+                             "/healthz and /readyz needs a token: add http.token_hashes (`egovmon token new`), "
+                             "or listen on 127.0.0.1 behind a reverse proxy (docs/security.md)")
+        return self
 
     def report_url(self, unit: str) -> str | None:
         """The unit's gap report as recipients reach it; None without ``public_url`` (the
@@ -430,9 +442,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError.single(str(path), "expected a mapping at the top (province:, units:, sources: …)")
     problems: list[Problem] = []
     data = _read_secret_files(doc.data, (), doc, path.parent, problems)
-    data = _resolve_paths(data, path.parent)
-    if problems:
+    if problems:  # before paths are resolved: a NUL in one makes pathlib raise ValueError
         raise ConfigError(problems)
+    data = _resolve_paths(data, path.parent)
     try:
         return Config.model_validate({**data, "path": path})
     except ValidationError as exc:
@@ -444,6 +456,10 @@ def _read_secret_files(value: Any, loc: tuple[str | int, ...], doc: YamlDocument
     """Replace ``password_file: /run/secrets/x`` by ``password: <contents>``."""
     if isinstance(value, list):
         return [_read_secret_files(v, (*loc, i), doc, base, problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "\x00" in value:
+        # No setting needs one, and every file or path API refuses it with ValueError.
+        problems.append(Problem(doc.file, doc.line_of(loc), _dotted(loc), "contains a NUL character (\\0)"))
+        return value
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
@@ -458,9 +474,10 @@ def _read_secret_files(value: Any, loc: tuple[str | int, ...], doc: YamlDocument
             file = (base / str(item)).expanduser()
             try:
                 out[secret] = file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
                 problems.append(Problem(doc.file, doc.line_of((*loc, key)), _dotted((*loc, key)),
-                                        f"cannot read secret file {file}: {exc.strerror}"))
+                                        f"cannot read secret file {file}: {reason}"))
             continue
         out[key] = _read_secret_files(item, (*loc, key), doc, base, problems)
     return out

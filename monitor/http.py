@@ -2,8 +2,13 @@
 (units, KPIs, observations, evaluations, rules, sources, scores), alerts and
 silences, the gap report (/reports/gap), and /openapi.json describing all of it.
 
-Binds to loopback by default (``127.0.0.1:9480``). Errors reach clients as a
-short JSON message ``{"error": ...}``, never a stack trace.
+Binds to loopback by default (``127.0.0.1:9480``). On any other address every
+endpoint except ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer
+<token>`` (``/metrics`` too: Prometheus sends it with ``authorization:
+credentials_file``), and the server refuses to start without
+``http.token_hashes`` (see ``monitor.security`` and docs/security.md). Errors
+reach clients as a short JSON message ``{"error": ...}``, never a stack trace;
+the details go to the service log.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from aiohttp import web
 from monitor import __version__
 from monitor.api_admin import add_routes as add_admin_routes
 from monitor.api_alerts import add_routes as add_alert_routes
+from monitor.api_alerts import authorise
 from monitor.api_v1 import ApiError
 from monitor.api_v1 import add_routes as add_read_routes
 from monitor.exporter import CONTENT_TYPE
 from monitor.openapi import build_openapi
 from monitor.reports.http import add_routes as add_report_routes
+from monitor.security import OPEN_PATHS, check_listener, is_loopback
 from monitor.service import MonitorService
 
 log = logging.getLogger(__name__)
@@ -30,8 +37,14 @@ SERVICE_KEY = web.AppKey("service", MonitorService)
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-def build_app(service: MonitorService) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_json_errors])
+def build_app(service: MonitorService, *, loopback: bool | None = None) -> web.Application:
+    """``loopback``: whether the listener is reachable from this machine only (default:
+    judged from ``http.listen``); when it is not, every request but the probes needs a token."""
+    if loopback is None:
+        loopback = is_loopback(service.config.http.host)
+    # _json_errors first: it is the outermost, so a refused token answers JSON too.
+    middlewares = [_json_errors] if loopback else [_json_errors, _token_required]
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[SERVICE_KEY] = service
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
@@ -63,6 +76,16 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
     except Exception:
         log.exception("error while serving %s %s", request.method, request.path)
         return web.json_response({"error": "internal error; see the service log"}, status=500)
+
+
+@web.middleware
+async def _token_required(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path not in OPEN_PATHS:
+        # Read at each request, so tokens added or revoked by a reload apply at once;
+        # with none left, everything but the probes is refused (403), never opened.
+        authorise(request, request.app[SERVICE_KEY].config.http.token_hashes)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _dumps(data: Any) -> str:
@@ -120,7 +143,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 class HttpServer:
     def __init__(self, service: MonitorService, host: str, port: int) -> None:
-        self.runner = web.AppRunner(build_app(service), access_log=None)
+        """Raises ``ConfigError`` for a non-loopback ``host`` without ``http.token_hashes``."""
+        check_listener(host, port, service.config.http.token_hashes,
+                       config_file=str(service.config_path or ""))
+        self.runner = web.AppRunner(build_app(service, loopback=is_loopback(host)), access_log=None)
         self.host, self.port = host, port
 
     async def start(self) -> None:

@@ -499,8 +499,9 @@ def build_openapi(service: MonitorService, app: web.Application | None = None) -
             "summary": f"E-government KPIs of {service.config.province.name} per organisational unit, "
                        "against the official targets.",
             "description": (
-                "Reading is open on the listener; state-changing calls (silences, acknowledgements, reload) need "
-                "`Authorization: Bearer <token>` (a token made with `egovmon token new`).\n\n"
+                "Reading is open on a loopback listener; state-changing calls (silences, acknowledgements, "
+                "reload) need `Authorization: Bearer <token>` (a token made with `egovmon token new`), and so "
+                "does every call but /healthz and /readyz when the listener is not on loopback.\n\n"
                 f"Lists are paginated: `limit` (1–{LIMIT_MAX}, default {LIMIT_DEFAULT}) and `offset` "
                 "(default 0); the answer has `items`, `count` (on this page), `total` (all matching), "
                 "`limit`, `offset` and `next` (path and query of the next page, or null).\n\n"
