@@ -15,7 +15,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -198,12 +199,31 @@ class SourceHttp:
             return min(error.retry_after, self.max_backoff)
         return float(min(self.backoff * 2**attempt, self.max_backoff))
 
+    @contextmanager
+    def _client_errors(self, where: str, attempt: str) -> Iterator[None]:
+        """aiohttp's exceptions, raised inside the block, as the collectors' error tree."""
+        try:
+            yield
+        except TimeoutError:
+            # aiohttp's own timeouts subclass TimeoutError; catch them before ClientError.
+            raise SourceTimeout(
+                self.source_id, f"{where}: no answer within {self.timeout:g}s ({attempt})") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise MalformedPayload(
+                self.source_id, f"{where}: response body cut short: {exc} ({attempt})") from None
+        except aiohttp.InvalidURL:
+            raise SourceRequestError(
+                self.source_id, f"{where}: the source's url is not a valid URL") from None
+        except aiohttp.ClientError as exc:
+            raise SourceUnavailable(self.source_id, f"{where}: {type(exc).__name__}: "
+                                    f"{_without_userinfo(str(exc))} ({attempt})") from None
+
     async def _exchange(
         self, method: str, url: str, where: str, attempt: str, *, params: Params | None = None,
         form: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
     ) -> JsonAnswer:
         query = {k: str(v) for k, v in (params or {}).items()}
-        try:
+        with self._client_errors(where, attempt):
             async with self.session.request(
                 method,
                 url,
@@ -215,21 +235,6 @@ class SourceHttp:
                 body = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
                 received = CIMultiDict(response.headers)
-        except TimeoutError:
-            # aiohttp's own timeouts subclass TimeoutError; catch them before ClientError.
-            raise SourceTimeout(
-                self.source_id, f"{where}: no answer within {self.timeout:g}s ({attempt})"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise MalformedPayload(
-                self.source_id, f"{where}: response body cut short: {exc} ({attempt})"
-            ) from None
-        except aiohttp.InvalidURL:
-            raise SourceRequestError(
-                self.source_id, f"{where}: the source's url is not a valid URL") from None
-        except aiohttp.ClientError as exc:
-            raise SourceUnavailable(self.source_id, f"{where}: {type(exc).__name__}: "
-                                    f"{_without_userinfo(str(exc))} ({attempt})") from None
         if status >= 300:
             raise self._status_error(where, status, body, retry_after, attempt)
         return JsonAnswer(self._decode(where, body, attempt), received)
@@ -370,7 +375,7 @@ class SourceHttp:
 
     async def _get_bytes_once(self, path: str, limit: int, attempt: str) -> bytes | None:
         where = describe_request(path)
-        try:
+        with self._client_errors(where, attempt):
             async with self.session.get(
                 self.base_url + path, headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -380,18 +385,6 @@ class SourceHttp:
                     raise self._status_error(where, response.status, body,
                                              response.headers.get("Retry-After"), attempt)
                 return await _read_at_most(response, limit)
-        except TimeoutError:
-            raise SourceTimeout(
-                self.source_id, f"{where}: no answer within {self.timeout:g}s ({attempt})") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise MalformedPayload(
-                self.source_id, f"{where}: response body cut short: {exc} ({attempt})") from None
-        except aiohttp.InvalidURL:
-            raise SourceRequestError(
-                self.source_id, f"{where}: the source's url is not a valid URL") from None
-        except aiohttp.ClientError as exc:
-            raise SourceUnavailable(self.source_id, f"{where}: {type(exc).__name__}: "
-                                    f"{_without_userinfo(str(exc))} ({attempt})") from None
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
