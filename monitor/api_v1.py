@@ -372,9 +372,9 @@ def add_routes(app: web.Application, service_key: web.AppKey[MonitorService]) ->
         kpi = svc.catalog.kpis.get(kpi_id)
         if kpi is None:
             raise not_found(f"no KPI {kpi_id!r}")
-        measures = [{"id": m, "kind": svc.catalog.measures[m].kind, "unit": svc.catalog.measures[m].unit,
-                     "source_kind": svc.catalog.measures[m].source_kind, "vi": svc.catalog.measures[m].vi,
-                     "en": svc.catalog.measures[m].en} for m in kpi.measures]
+        measures = [{"id": m, "kind": spec.kind, "unit": spec.unit, "source_kind": spec.source_kind,
+                     "vi": spec.vi, "en": spec.en}
+                    for m in kpi.measures for spec in (svc.catalog.measures[m],)]
         rules = [rule.id for rule in svc.rules if rule.kpi == kpi_id]
         return json_response({**kpi_json(kpi_id, kpi), "measure_details": measures, "rules": rules})
 

@@ -56,7 +56,6 @@ def main_options(
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-
 # ---------------------------------------------------------------------------- commands
 
 @app.command()

@@ -301,7 +301,6 @@ class AlertsConfig(_Frozen):
     alertmanager: AlertmanagerConfig | None = None
 
 
-
 class UnitsConfig(_Frozen):
     file: Path
 

@@ -50,7 +50,6 @@ class ServiceScheduler:
         self.service = service
         self.scheduler = AsyncIOScheduler(timezone=service.config.timezone)
         self._running: set[asyncio.Task[None]] = set()
-        self._source_jobs: set[str] = set()  # sources ever scheduled, so a reload knows the new ones
 
     def _tracked(self, name: str, work: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -67,27 +66,28 @@ class ServiceScheduler:
         return job
 
     def start(self, *, run_now: bool = True) -> None:
-        self._add_jobs(self.service.clock.now() if run_now else None, new_sources_now=False)
+        self._add_jobs(self.service.clock.now() if run_now else None)
         self.service.reload_hooks.append(self.reschedule)
         self.scheduler.start()
 
     def reschedule(self) -> None:
         """After a configuration reload: every job again from the new configuration.
         Sources that were not scheduled before are collected at once; running jobs finish."""
+        scheduled = {job.id for job in self.scheduler.get_jobs()}
         self.scheduler.remove_all_jobs()
-        self._add_jobs(None, new_sources_now=True)
+        self._add_jobs(None, run_now_unless=scheduled)
         log.info("scheduler: %d jobs after the reload", len(self.scheduler.get_jobs()))
 
-    def _add_jobs(self, first_run: datetime | None, *, new_sources_now: bool) -> None:
+    def _add_jobs(self, first_run: datetime | None, *, run_now_unless: set[str] | None = None) -> None:
+        """Every job of the configuration; with ``run_now_unless``, a source job not in it runs at once."""
         config = self.service.config
         for source in config.sources:
             if not source.enabled:
                 continue
             job_id = f"collect:{source.id}"
             first = first_run
-            if new_sources_now and job_id not in self._source_jobs:
+            if run_now_unless is not None and job_id not in run_now_unless:
                 first = self.service.clock.now()
-            self._source_jobs.add(job_id)
             trigger = trigger_for(source.schedule, config.timezone)
             self.scheduler.add_job(
                 self._tracked(job_id, self._collector(source.id)), trigger,

@@ -563,8 +563,6 @@ def subject_of(digest: Digest) -> str:
 # --- Templates -----------------------------------------------------------------------------------
 
 
-
-
 def _tz(ctx: Context) -> tzinfo:
     tz: tzinfo = ctx["tz"]
     return tz
@@ -581,10 +579,6 @@ def _moment_filter(ctx: Context, value: datetime | None) -> str:
 @pass_context
 def _data_day_filter(ctx: Context, value: datetime) -> str:
     return format_day(data_day(value, _tz(ctx)), context_language(ctx))
-
-
-
-
 
 
 @cache

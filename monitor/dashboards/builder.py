@@ -34,7 +34,6 @@ FOLDER_TITLES = {
 _ZERO = " or vector(0)"
 
 
-
 def _t(language: str, vi: str, en: str) -> str:
     return en if language == "en" else vi
 

@@ -505,12 +505,6 @@ class ScoreTable:
     rows: tuple[ScoreRow, ...]
 
 
-
-
-
-
-
-
 @pass_context
 def _local_day_filter(ctx: Context, value: Any) -> str:
     if value is None:

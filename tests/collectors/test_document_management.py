@@ -27,8 +27,6 @@ def expected_measures(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-
-
 @pytest.fixture
 def payloads() -> PayloadSet:
     return load_payloads(KIND)

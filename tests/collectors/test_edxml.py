@@ -376,7 +376,6 @@ async def test_get_bytes_stops_reading_past_the_limit(server: SourceServer) -> N
         await session.close()
 
 
-
 # ----------------------------------------------------------------------------- end to end
 
 SOURCE_ID = "truc-edxml"

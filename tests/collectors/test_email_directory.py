@@ -30,7 +30,6 @@ def generalized(instant: datetime) -> str:
     return instant.strftime("%Y%m%d%H%M%SZ")
 
 
-
 @pytest.fixture
 def payloads() -> PayloadSet:
     return load_payloads(KIND)

@@ -33,8 +33,6 @@ def expected_measures(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-
-
 @pytest.fixture
 def payloads() -> PayloadSet:
     return load_payloads(KIND)
