@@ -143,6 +143,9 @@ async def test_http_report_matches_and_errors_are_json(
                     assert response.status == 400 and "format" in (await response.json())["error"]
                 async with session.get(base, params={"unit": "000.00.00.Z00", "format": "md"}) as response:
                     assert response.status == 404 and "000.00.00.Z00" in (await response.json())["error"]
+                # a scope that is not a unit never reaches the file name (it would name the download)
+                async with session.get(base, params={"unit": "../../etc/passwd", "format": "xlsx"}) as response:
+                    assert response.status == 404 and "Content-Disposition" not in response.headers
                 async with session.get(base, params={"as_of": "yesterday"}) as response:
                     assert response.status == 400
         finally:
