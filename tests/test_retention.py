@@ -283,7 +283,7 @@ async def test_daily_job_scheduled_only_when_enabled(template: Template, tmp_pat
         for config, expected in ((fresh, False), (enabled, True)):
             service.config = config
             scheduler = ServiceScheduler(service)
-            scheduler._add_jobs(None, new_sources_now=False)
+            scheduler._add_jobs(None)
             assert ("retention" in {job.id for job in scheduler.scheduler.get_jobs()}) is expected
         service.prepare()
         assert await service.apply_retention() == RetentionSummary()  # an empty database: nothing to do
