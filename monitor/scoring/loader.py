@@ -18,14 +18,14 @@ from pydantic import ValidationError
 from monitor.catalog import Catalog
 from monitor.errors import ConfigError, Problem, did_you_mean
 from monitor.scoring.model import ScoringIndex, consistency_problems
-from monitor.targets.loader import expand_rule_paths
+from monitor.targets.loader import SHIPPED_RULES_DIR, expand_rule_paths
 from monitor.units import UnitTree
 from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
 
 log = logging.getLogger(__name__)
 
-# The index files shipped with the project, next to the package in a source checkout.
-SHIPPED_INDICES_DIR = Path(__file__).resolve().parents[2] / "rules" / "indices"
+# The index files shipped with the project (see SHIPPED_RULES_DIR).
+SHIPPED_INDICES_DIR = SHIPPED_RULES_DIR / "indices"
 
 Loc = tuple[str | int, ...]
 

@@ -19,8 +19,10 @@ from monitor.targets.model import RuleFile, TargetRule, consistency_problems
 from monitor.units import UnitTree
 from monitor.yamlsource import YamlDocument, format_loc, load_yaml_file
 
-# The rule packs shipped with the project, next to the package in a source checkout.
-SHIPPED_RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+# The rule packs shipped with the project. In a source checkout ``monitor/rules`` is a
+# link to the top-level ``rules/`` (where people read and edit them); a wheel carries
+# a copy as package data, so an installed service finds them too.
+SHIPPED_RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
 
 
 @dataclass(frozen=True)
