@@ -377,6 +377,21 @@ class RetentionConfig(_Frozen):
     schedule: Schedule = Schedule(cron="30 2 * * *")  # daily, province's time, before office hours
 
 
+class HaConfig(_Frozen):
+    """High availability: several instances on one PostgreSQL database, one of them the
+    leader (a PostgreSQL advisory lock) that collects, alerts, mails and reports; the
+    others serve reads and /metrics and take over when it dies (docs/high-availability.md)."""
+
+    enabled: bool = False  # off: this instance is always the leader (one instance)
+    # How often a follower tries to take the lock and the leader checks it still holds it;
+    # also sets the keepalive and timeouts of the lock's connection (see the doc for the bounds).
+    poll_interval: Annotated[Duration, Field(ge=timedelta(milliseconds=200), le=timedelta(minutes=5))] = (
+        timedelta(seconds=5))
+    # The instances that share this name compete for one lock; two deployments on one database
+    # (say, two provinces) need different names.
+    lock_name: Annotated[str, Field(min_length=1, max_length=200)] = "egovmon-leader"
+
+
 class ProvinceConfig(_Frozen):
     name: str
     code: str | None = None
@@ -400,6 +415,7 @@ class Config(_Frozen):
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
     retention: RetentionConfig = RetentionConfig()
+    ha: HaConfig = HaConfig()
     path: Path | None = None
 
     @field_validator("timezone")
@@ -409,6 +425,18 @@ class Config(_Frozen):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA timezone {value!r} (e.g. Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @field_validator("ha")
+    @classmethod
+    def _ha_needs_postgresql(cls, value: HaConfig, info: ValidationInfo) -> HaConfig:
+        database = info.data.get("database")
+        if value.enabled and database is not None and not database.url.startswith("postgresql"):
+            scheme = database.url.partition(":")[0]  # only the scheme: the rest may hold a password
+            raise ValueError(
+                f"ha.enabled needs a PostgreSQL database shared by every instance, but database.url is "
+                f"{scheme}:…; use a postgresql+psycopg:// URL, or set ha.enabled: false (one instance on SQLite "
+                "is always the leader)")
         return value
 
     @field_validator("sources")

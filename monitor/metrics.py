@@ -63,6 +63,9 @@ class ServiceMetrics:
         self.config_reloaded_at = Gauge(
             "egov_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration reload", registry=r)
+        self.leader = Gauge(
+            "egov_leader", "1 if this instance is the leader (collects, alerts, sends mail), 0 if a follower "
+            "(high availability: serves reads and /metrics, takes over when the leader dies)", registry=r)
         self.kpi_computed_at = Gauge(
             "egov_kpi_computed_timestamp_seconds", "Unix time of the last KPI computation",
             registry=r)

@@ -293,6 +293,9 @@ def schemas() -> dict[str, Schema]:
         "ServiceIndex": obj({"service": STRING, "version": STRING, "links": STRINGS}),
         "Health": obj({"status": {"type": "string", "enum": ["ok"]}}),
         "Readiness": obj({"status": {"type": "string", "enum": ["ready", "not ready"]},
+                          "role": {"type": "string", "enum": ["leader", "follower"],
+                                   "description": "High availability: whether this instance is the leader "
+                                                  "(always, with one instance) or a follower serving reads."},
                           "problems": {**STRINGS, "description": "Why it is not ready (only then)."}},
                          optional=["problems"]),
         "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"],

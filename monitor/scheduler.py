@@ -6,6 +6,12 @@ and run if no later than ``misfire_grace``, with jitter so sources are not
 polled in lockstep. A KPI refresh job keeps calendar windows current even when
 no data arrives (the month rolls over at local midnight); an alerts tick sends
 mail that was deferred or is due for a retry.
+
+With high availability (``ha.enabled``) only the leader runs collection, the
+alerts tick, reports, retention and the registry; every instance runs the KPI
+refresh, so a follower's /metrics and API follow the shared database. The
+leader election (monitor.leader) calls :meth:`ServiceScheduler.become_leader`
+and :meth:`ServiceScheduler.step_down`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from monitor.config import ReportSchedule, Schedule
 from monitor.service import MonitorService
 
 log = logging.getLogger(__name__)
+SHARED_JOBS = frozenset({"refresh-kpis"})  # every other job is the leader's
 
 
 def trigger_for(schedule: Schedule, timezone: str) -> BaseTrigger:
@@ -55,6 +62,7 @@ class ServiceScheduler:
         async def job() -> None:
             task = asyncio.current_task()
             assert task is not None
+            task.set_name(name)  # which jobs are still running (step_down, become_leader)
             self._running.add(task)
             try:
                 await work()
@@ -78,8 +86,47 @@ class ServiceScheduler:
         self._add_jobs(None, run_now_unless=scheduled)
         log.info("scheduler: %d jobs after the reload", len(self.scheduler.get_jobs()))
 
+    def become_leader(self) -> None:
+        """Elected: the leader's jobs from now on, every source collected at once (it picks up
+        from the watermarks the previous leader left)."""
+        self.service.set_leading(True)
+        self._remove_leader_jobs()
+        if not any(task.get_name().startswith("collect:") for task in self._running):
+            # Runs left 'running' were the previous leader's (this instance ran none). One quick
+            # UPDATE, before the collections below open runs of their own.
+            try:
+                self.service.close_abandoned_runs()
+            except Exception:  # bookkeeping only: the collections go on regardless
+                log.exception("could not close the collection runs the previous leader left open")
+        self._add_leader_jobs(self.service.clock.now())
+        log.info("scheduler: leader, %d jobs", len(self.scheduler.get_jobs()))
+
+    def step_down(self) -> None:
+        """Deposed: no leader job starts any more. Running ones finish (their writes are
+        upserts, and mail already claimed is this instance's until its lease runs out);
+        the outbox drain claims nothing new once ``service.leading`` is False."""
+        self.service.set_leading(False)
+        self._remove_leader_jobs()
+        log.info("scheduler: follower, %d jobs (%d leader job(s) still finishing)",
+                 len(self.scheduler.get_jobs()), len(self._running))
+
+    def _remove_leader_jobs(self) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id not in SHARED_JOBS:
+                job.remove()
+
     def _add_jobs(self, first_run: datetime | None, *, run_now_unless: set[str] | None = None) -> None:
-        """Every job of the configuration; with ``run_now_unless``, a source job not in it runs at once."""
+        """Every job of the configuration for this instance's role; with ``run_now_unless``,
+        a source job not in it runs at once."""
+        config = self.service.config
+        self.scheduler.add_job(
+            self._tracked("refresh-kpis", self._refresh), IntervalTrigger(
+                seconds=config.exporter.evaluate_interval.total_seconds(), timezone=config.timezone),
+            id="refresh-kpis", max_instances=1, coalesce=True, misfire_grace_time=60)
+        if self.service.leading:
+            self._add_leader_jobs(first_run, run_now_unless=run_now_unless)
+
+    def _add_leader_jobs(self, first_run: datetime | None, *, run_now_unless: set[str] | None = None) -> None:
         config = self.service.config
         for source in config.sources:
             if not source.enabled:
@@ -94,10 +141,6 @@ class ServiceScheduler:
                 id=job_id, max_instances=1, coalesce=True,
                 misfire_grace_time=int(source.schedule.misfire_grace.total_seconds()),
                 **_first_run(first))
-        self.scheduler.add_job(
-            self._tracked("refresh-kpis", self._refresh), IntervalTrigger(
-                seconds=config.exporter.evaluate_interval.total_seconds(), timezone=config.timezone),
-            id="refresh-kpis", max_instances=1, coalesce=True, misfire_grace_time=60)
         if config.alerts.enabled:
             # Deferred digests go out when the sending window opens; retries come due.
             self.scheduler.add_job(
