@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
@@ -32,17 +32,22 @@ from functools import cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from jinja2.runtime import Context
 
 from monitor.alerts.model import Digest, Language, Recipient, SourceItem, TargetItem
-from monitor.templating import context_language, in_language, name_in
-from monitor.timeutil import local_date
+from monitor.templating import (
+    data_day_filter,
+    format_day,
+    format_moment,
+    in_language,
+    moment_filter,
+    name_in,
+)
 
 # Mail clients cut long subjects anyway; past this the unit name is shortened.
 MAX_SUBJECT = 150
 ACTION_KINDS = frozenset({"firing", "reminder", "escalated"})
-_VIETNAM_ZONES = frozenset({"Asia/Ho_Chi_Minh", "Asia/Saigon"})
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _SAFE_URL = re.compile(r"^(?:https?://|mailto:)[^\s]+$", re.IGNORECASE)
@@ -197,31 +202,6 @@ def format_trend(per_year: float | None, lang: Language) -> str:
         return "—"
     points = _decimal(100 * per_year, lang, sign=True)
     return f"{points} điểm %/năm" if lang == "vi" else f"{points} pts/year"
-
-
-def format_day(day: date, lang: Language) -> str:
-    return day.strftime("%d/%m/%Y") if lang == "vi" else day.isoformat()
-
-
-def zone_label(zone: str, lang: Language) -> str:
-    """"giờ Việt Nam" where readers expect it, else the zone's name."""
-    if zone in _VIETNAM_ZONES:
-        return "giờ Việt Nam" if lang == "vi" else "Vietnam time"
-    return zone
-
-
-def format_moment(instant: datetime, tz: tzinfo, zone: str, lang: Language) -> str:
-    """An aware instant in the province's local time, with the zone said out loud."""
-    local = instant.astimezone(tz)
-    if lang == "vi":
-        return f"{local:%H:%M} ngày {local:%d/%m/%Y} ({zone_label(zone, lang)})"
-    return f"{local:%Y-%m-%d %H:%M} ({zone_label(zone, lang)})"
-
-
-def data_day(data_through: datetime, tz: tzinfo) -> date:
-    """The last local day the data covers. ``data_through`` is the exclusive end of the
-    newest period (local midnight for a whole day), so step back an instant first."""
-    return local_date(data_through - timedelta(microseconds=1), tz)
 
 
 def format_target(item: TargetItem, lang: Language) -> str:
@@ -568,19 +548,6 @@ def _tz(ctx: Context) -> tzinfo:
     return tz
 
 
-@pass_context
-def _moment_filter(ctx: Context, value: datetime | None) -> str:
-    if value is None:
-        texts: dict[str, str] = ctx["t"]
-        return texts["never"]
-    return format_moment(value, _tz(ctx), ctx["zone"], context_language(ctx))
-
-
-@pass_context
-def _data_day_filter(ctx: Context, value: datetime) -> str:
-    return format_day(data_day(value, _tz(ctx)), context_language(ctx))
-
-
 @cache
 def _environment() -> Environment:
     """One environment for the process: templates compile once. ``.html.j2`` is escaped
@@ -599,8 +566,8 @@ def _environment() -> Environment:
         "points": in_language(format_points),
         "trend": in_language(format_trend),
         "day": in_language(format_day),
-        "moment": _moment_filter,
-        "data_day": _data_day_filter,
+        "moment": moment_filter,
+        "data_day": data_day_filter,
         "target": in_language(format_target),
         "forecast": in_language(format_forecast),
         "escalation": in_language(escalation_note),

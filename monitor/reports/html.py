@@ -31,21 +31,25 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, se
 from jinja2.runtime import Context
 from markupsafe import Markup
 
+from monitor.alerts.compose import format_forecast as compose_forecast
 from monitor.alerts.compose import (
-    data_day,
-    format_day,
     format_gap,
-    format_moment,
     format_percent,
     format_points,
     format_trend,
     safe_url,
-    zone_label,
 )
-from monitor.alerts.compose import format_forecast as compose_forecast
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow, Language, Point, ScoreRow, TargetSection
 from monitor.reports.names import STATUS_NAMES
-from monitor.templating import context_language, in_language, name_in
+from monitor.templating import (
+    context_language,
+    data_day_filter,
+    format_day,
+    in_language,
+    moment_filter,
+    name_in,
+    zone_label,
+)
 from monitor.timeutil import add_months, local_date
 
 MAX_CHART_UNITS = 30  # the units chart shows the worst rows; the table shows them all
@@ -514,20 +518,6 @@ def _local_day_filter(ctx: Context, value: Any) -> str:
 
 
 @pass_context
-def _data_day_filter(ctx: Context, value: Any) -> str:
-    if value is None:
-        return "—"
-    tz: tzinfo = ctx["tz"]
-    return format_day(data_day(value, tz), context_language(ctx))
-
-
-@pass_context
-def _moment_filter(ctx: Context, value: Any) -> str:
-    tz: tzinfo = ctx["tz"]
-    return format_moment(value, tz, ctx["zone"], context_language(ctx))
-
-
-@pass_context
 def _target_filter(ctx: Context, item: TargetSection | GapRow) -> str:
     return format_target(item.comparator, item.target, context_language(ctx))
 
@@ -551,8 +541,8 @@ def _environment() -> Environment:
         "forecast": in_language(format_forecast),
         "score": in_language(format_score),
         "local_day": _local_day_filter,
-        "data_day": _data_day_filter,
-        "moment": _moment_filter,
+        "data_day": data_day_filter,
+        "moment": moment_filter,
         "target": _target_filter,
         "status_name": name_in(STATUS_NAMES),
         "window_name": name_in(WINDOW_NAMES),

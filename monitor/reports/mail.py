@@ -9,7 +9,6 @@ from email.message import EmailMessage
 from html import escape
 
 from monitor.alerts.compose import (
-    format_day,
     format_gap,
     format_percent,
     message_headers,
@@ -19,6 +18,7 @@ from monitor.alerts.model import Recipient
 from monitor.reports.formats import Format, file_name
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow
 from monitor.reports.names import STATUS_NAMES
+from monitor.templating import format_day
 
 TOP_ROWS = 10
 TEXTS = {

@@ -17,9 +17,10 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.alerts.compose import format_day, format_gap, format_percent
+from monitor.alerts.compose import format_gap, format_percent
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow
 from monitor.reports.names import STATUS_NAMES
+from monitor.templating import format_day
 
 SCHEMA_VERSION = 1
 # Cells starting with these are formulas in spreadsheet programs (CSV injection).

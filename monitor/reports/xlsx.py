@@ -52,9 +52,10 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 from openpyxl.writer.excel import ExcelWriter
 
-from monitor.alerts.compose import data_day, format_moment, safe_url, zone_label
+from monitor.alerts.compose import safe_url
 from monitor.reports.model import REPORT_STATUSES, GapReport, GapRow, Language, TargetSection
 from monitor.reports.names import STATUS_NAMES
+from monitor.templating import data_day, format_moment, zone_label
 
 CREATOR = "egov-kpi-monitor"
 MAX_WIDTH = 60  # characters; longer texts wrap in the cell

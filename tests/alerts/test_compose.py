@@ -423,6 +423,15 @@ def test_source_only_subject_in_english() -> None:
     assert "3 target alerts held back because of this source." in plain
 
 
+@pytest.mark.parametrize(("lang", "never"), [("vi", "chưa có"), ("en", "never")])
+def test_a_source_that_never_succeeded_says_so(lang: str, never: str) -> None:
+    d = digest(recipient=Recipient("it@sonha.gov.vn", None, lang), sources=(source(last_success_at=None),))
+    plain, html = bodies(send(d))
+    for body in (plain, html):
+        assert never in body
+        assert "06:45" not in body and ("07:15" in body)  # the outage's start is still shown
+
+
 def test_footer_says_why_the_mail_came() -> None:
     head, _ = bodies(send(digest(item())))
     assert "Anh/Chị nhận thư này vì là người đứng đầu đơn vị có chỉ tiêu nêu trên." in head
