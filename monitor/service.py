@@ -94,6 +94,13 @@ class MonitorService:
         self._alerting = asyncio.Lock()
         self.reporting_lock = asyncio.Lock()  # one report at a time: each evaluates and stores every rule
         self.ready = False
+        # Leader-only work (collection, alerts and mail, reports, retention; storing the
+        # evaluations) happens where this is True: always with one instance, only on the
+        # elected one with ha.enabled (monitor.leader); ``role_elected`` says an election
+        # decides it, and then mail stops being claimed the moment leadership is lost.
+        self.leading = not config.ha.enabled
+        self.role_elected = False
+        self.metrics.leader.set(int(self.leading))
         # Refreshes follow each source's collection and a timer; one at a time, so an
         # older computation can never publish over a newer one.
         self._refreshing = asyncio.Lock()
@@ -147,6 +154,7 @@ class MonitorService:
         restart = tuple(name for name, old, new in (
             ("database.url", self.config.database.url, config.database.url),
             ("http.listen", self.config.http.listen, config.http.listen),
+            ("ha", self.config.ha, config.ha),
         ) if old != new)
         async with self._refreshing, self._alerting:
             old_forwarder = self.forwarder
@@ -183,9 +191,31 @@ class MonitorService:
         never seen."""
         revision = upgrade_database(self.engine)
         log.info("database %s at schema revision %s", self.engine.url.render_as_string(), revision)
+        if not self.config.ha.enabled:  # with ha the runs may be the live leader's: see close_abandoned_runs
+            self.close_abandoned_runs()
+        self.restore_source_gauges()
+
+    def close_abandoned_runs(self) -> None:
+        """Mark collection runs left 'running' as failed: at start when this is the only
+        instance, on election with ha.enabled (they were the previous leader's)."""
         abandoned = self.store.abandon_running(self.clock.now())
         if abandoned:
             log.warning("%d collection run(s) were interrupted by the last stop", abandoned)
+
+    def set_leading(self, leading: bool) -> None:
+        """Told by the leader election (through the scheduler) when this instance's role changes."""
+        self.role_elected = True
+        self.leading = leading
+        self.metrics.leader.set(int(leading))
+
+    def may_send(self) -> bool:
+        """Whether mail may be claimed from the outbox now: not by a follower of an election
+        (a one-off command such as ``egovmon alerts send`` is not part of one)."""
+        return self.leading or not self.role_elected
+
+    def restore_source_gauges(self) -> None:
+        """Source health gauges from the database (at start; on a follower at each refresh,
+        since the leader's collections update the database, not this process)."""
         kinds = {s.id: s.kind for s in self.config.sources}
         for health in self.store.health():
             if health.source in kinds:
@@ -217,11 +247,11 @@ class MonitorService:
 
     async def refresh_kpis(self, as_of: datetime | None = None) -> list[KpiValue]:
         """Recompute the KPI snapshot and publish it for /metrics; when live (no
-        ``as_of``), move the alerts and send what is due."""
+        ``as_of``) and leading, move the alerts and send what is due."""
         async with self._refreshing:
             values = await self._refresh(as_of)
             rules, evaluations = self.rules, self.evaluations
-        if as_of is None and self.config.alerts.enabled:
+        if as_of is None and self.config.alerts.enabled and self.leading:
             await self.alert_cycle(rules, evaluations)
         return values
 
@@ -245,7 +275,7 @@ class MonitorService:
             if notice.digests:
                 log.info("alerts: %d digest(s) with %d notice(s) put in the outbox", notice.digests, notice.items)
             if self.alerting.policy.is_open(now):
-                await self.deliverer.drain(lease=self.delivery_lease)
+                await self.deliverer.drain(lease=self.delivery_lease, keep_going=self.may_send)
             else:
                 await self.deliverer.update_gauges()
             if self.forwarder is not None:
@@ -279,7 +309,7 @@ class MonitorService:
         log.info("report %s: %d message(s) queued for %d recipient(s)", schedule.name, queued, len(schedule.to))
         if self.alerting.policy.is_open(self.clock.now()):
             async with self._alerting:
-                await self.deliverer.drain(lease=self.delivery_lease)
+                await self.deliverer.drain(lease=self.delivery_lease, keep_going=self.may_send)
         return queued
 
     @property
@@ -304,8 +334,13 @@ class MonitorService:
         self.metrics.kpi_computation_duration.set(time.perf_counter() - started)
         started = time.perf_counter()
         rules = self.rules
-        evaluations = await asyncio.to_thread(self.evaluate_and_store, rules, as_of)
-        scores = await asyncio.to_thread(self.score_and_store, as_of)
+        # A follower computes for its own /metrics and API but leaves storing to the leader.
+        store = self.leading
+        evaluations = await asyncio.to_thread(self.evaluate_and_store, rules, as_of, store=store)
+        scores = await asyncio.to_thread(self.score_and_store, as_of, store=store)
+        if not store:
+            await asyncio.to_thread(self.restore_source_gauges)
+            await self.deliverer.update_gauges()
         self.metrics.evaluation_duration.set(time.perf_counter() - started)
         text = await asyncio.to_thread(render_kpi_families, values, self.catalog, self.units)
         text += await asyncio.to_thread(render_target_families, evaluations, rules, self.catalog, self.units,
@@ -319,13 +354,14 @@ class MonitorService:
         self.ready = True
         return values
 
-    def evaluate_and_store(self, rules: RuleSet, as_of: datetime) -> list[Evaluation]:
+    def evaluate_and_store(self, rules: RuleSet, as_of: datetime, *, store: bool = True) -> list[Evaluation]:
         """Evaluate every rule at ``as_of`` and store the results (replacing that day's)."""
         evaluations = self.evaluator.evaluate(rules, as_of)
-        self.results.save_evaluations(evaluations, self.clock.now())
+        if store:
+            self.results.save_evaluations(evaluations, self.clock.now())
         return evaluations
 
-    def score_and_store(self, as_of: datetime) -> list[UnitScore]:
+    def score_and_store(self, as_of: datetime, *, store: bool = True) -> list[UnitScore]:
         """Every composite index for its units at ``as_of``, ranked and stored.
         Indices over the same window and scope share one KPI computation (one read)."""
         day = local_date(as_of, self.config.tz)
@@ -339,7 +375,8 @@ class MonitorService:
             values = self.kpis.compute(as_of, [Window.parse(window)], kpis=sorted(kpis), units=units, scope=scope)
             for index in indices:
                 scores.extend(compute_scores(index, values, self.units, day))
-        self.results.save_scores(scores, day, self.clock.now())
+        if store:
+            self.results.save_scores(scores, day, self.clock.now())
         return scores
 
     async def cycle(self, *, progress: Progress | None = None,
