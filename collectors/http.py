@@ -36,6 +36,7 @@ from collectors.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 Params = Mapping[str, str | int]
 Sleep = Callable[[float], Awaitable[None]]
@@ -44,6 +45,8 @@ EXCERPT_CHARS = 200
 # Query parameters whose values never appear in messages or raw references.
 _SECRET_PARAM = re.compile(r"token|key|secret|pass|auth|signature|sig$", re.IGNORECASE)
 _USERINFO = re.compile(r"//[^/@\s]+@")
+# Characters urlencode(safe="*") leaves as they are.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~*-]*")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,11 @@ def describe_request(path: str, params: Params | None = None) -> str:
     """``GET /path?a=1&b=2``, with secret-looking parameter values masked."""
     if not params:
         return f"GET {path}"
-    shown = {k: ("***" if _SECRET_PARAM.search(k) else v) for k, v in params.items()}
+    shown = {k: ("***" if _SECRET_PARAM.search(k) else str(v)) for k, v in params.items()}
+    if all(_PLAIN.fullmatch(k) and _PLAIN.fullmatch(v) for k, v in shown.items()):
+        # What urlencode would give, without its per-character quoting: a paged read
+        # describes every page, thousands a collection.
+        return f"GET {path}?" + "&".join(f"{k}={v}" for k, v in shown.items())
     return f"GET {path}?{urlencode(shown, safe='*')}"
 
 
@@ -131,11 +138,14 @@ class SourceHttp:
         sleep: Sleep = asyncio.sleep,
         on_retry: Callable[[str], None] | None = None,
         max_pages: int = 10_000,
+        concurrency: int = 8,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got: {timeout}")
         if retries < 0:
             raise ValueError(f"retries must not be negative, got: {retries}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got: {concurrency}")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"source {source_id!r}: url must start with http:// or https://, "
                              f"got: {_without_userinfo(base_url)!r}")
@@ -143,10 +153,14 @@ class SourceHttp:
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_pages = max_pages
+        # Requests of one paged read in flight at once, unless the caller says otherwise:
+        # the source's ``concurrency``, which also sizes its connection pool.
+        self.concurrency = concurrency
         self._headers = dict(headers or {})
         self._sleep = sleep
         self._on_retry = on_retry
@@ -155,8 +169,13 @@ class SourceHttp:
 
     async def get_json(self, path: str, params: Params | None = None) -> Any:
         """The JSON document at ``base_url + path``; see the class for retries."""
+        return await self._get_json(path, params, describe_request(path, params))
+
+    async def _get_json(self, path: str, params: Params | None, where: str) -> Any:
+        """``get_json`` for a caller that has described the request already (paged reads: the
+        description is their records' raw reference, and describing costs a urlencode)."""
         answer = await self._with_retries(lambda attempt: self._exchange(
-            "GET", self.base_url + path, describe_request(path, params), attempt, params=params))
+            "GET", self.base_url + path, where, attempt, params=params))
         return answer.document
 
     async def get_answer(
@@ -229,8 +248,8 @@ class SourceHttp:
                 url,
                 params=query,
                 data=form,
-                headers={**self._headers, **(headers or {})},
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=self._client_timeout,
             ) as response:
                 body = await response.read()
                 status, retry_after = response.status, response.headers.get("Retry-After")
@@ -269,14 +288,15 @@ class SourceHttp:
         *,
         records_key: str = "data",
         page_size: int = 500,
-        concurrency: int = 8,
+        concurrency: int | None = None,
     ) -> list[tuple[str, Any]]:
         """Every record of a ``page``/``total_pages`` list, as ``(raw_ref, record)`` in page order.
 
         Page 1 says how many pages there are; the others are fetched at most
-        ``concurrency`` at a time. ``raw_ref`` is the request plus ``#i``, the
+        ``concurrency`` (default: the source's) at a time. ``raw_ref`` is the request plus ``#i``, the
         record's index in that page's ``records_key`` array.
         """
+        concurrency = self.concurrency if concurrency is None else concurrency
         if page_size < 1 or concurrency < 1:
             raise ValueError(
                 f"page_size and concurrency must be positive, got: {page_size}, {concurrency}")
@@ -311,7 +331,7 @@ class SourceHttp:
         self, path: str, params: Params, records_key: str
     ) -> tuple[str, dict[str, Any]]:
         ref = describe_request(path, params)
-        document = await self.get_json(path, params)
+        document = await self._get_json(path, params, ref)
         if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
             raise MalformedPayload(
                 self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
@@ -327,38 +347,67 @@ class SourceHttp:
         *,
         records_key: str = "accounts",
         limit: int = 500,
+        concurrency: int | None = None,
     ) -> list[tuple[str, Any]]:
-        """Every record of an ``offset``/``limit``/``more`` list, read page after page.
+        """Every record of an ``offset``/``limit``/``more`` list.
 
         The next offset is the previous one plus the records received, as the
         directory defines it; a page that says ``more`` but brings nothing
-        would loop forever and is refused.
+        would loop forever and is refused. When the first page announces a
+        ``total``, the other pages are fetched at once, ``concurrency``
+        (default: the source's) at a time, at the offsets that page's size
+        implies; were the answers not to fit together (a page shorter than the
+        first before the end, ``more`` where it should not be), the list is read
+        again page after page, so a directory that pages differently is still
+        read right, only slower.
         """
         if limit < 1:
             raise ValueError(f"limit must be positive, got: {limit}")
-        records: list[tuple[str, Any]] = []
-        offset = 0
-        for _ in range(self.max_pages):
-            query = {**(params or {}), "offset": offset, "limit": limit}
-            ref = describe_request(path, query)
-            document = await self.get_json(path, query)
-            if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
-                raise MalformedPayload(
-                    self.source_id, f"{ref}: expected an object with a {records_key!r} list, "
-                    f"got: {_shape(document, records_key)}")
-            more, page = document.get("more"), document[records_key]
-            if not isinstance(more, bool):
-                raise MalformedPayload(
-                    self.source_id, f"{ref}: 'more' must be true or false, got: {more!r}")
-            records.extend((f"{ref}#{index}", record) for index, record in enumerate(page))
-            if not more:
-                return records
-            if not page:
-                raise MalformedPayload(self.source_id, f"{ref}: says 'more' but sent no records")
-            offset += len(page)
-        raise MalformedPayload(
-            self.source_id, f"GET {path}: still 'more' after {self.max_pages} pages (raise limit)")
+        concurrency = self.concurrency if concurrency is None else concurrency
+        first = await self._offset_page(path, params, 0, limit, records_key)
+        pages = [first]
+        step, total = len(first.records), first.total
+        if first.more and step and total is not None and total > step:
+            offsets = range(step, total, step)
+            if 1 + len(offsets) <= self.max_pages:
+                gate = asyncio.Semaphore(concurrency)
 
+                async def bounded(offset: int) -> _OffsetPage:
+                    async with gate:
+                        return await self._offset_page(path, params, offset, limit, records_key)
+
+                rest = await _gather_or_cancel([bounded(offset) for offset in offsets])
+                if _pages_fit(rest, step):
+                    return _offset_records([first, *rest])
+                log.info("%s: GET %s: the pages do not fit the announced total %d; "
+                         "reading them one after another", self.source_id, path, total)
+        offset = step
+        while pages[-1].more:
+            if not pages[-1].records:
+                raise MalformedPayload(self.source_id, f"{pages[-1].ref}: says 'more' but sent no records")
+            if len(pages) == self.max_pages:
+                raise MalformedPayload(
+                    self.source_id, f"GET {path}: still 'more' after {self.max_pages} pages (raise limit)")
+            pages.append(await self._offset_page(path, params, offset, limit, records_key))
+            offset += len(pages[-1].records)
+        return _offset_records(pages)
+
+    async def _offset_page(
+        self, path: str, params: Params | None, offset: int, limit: int, records_key: str
+    ) -> _OffsetPage:
+        query = {**(params or {}), "offset": offset, "limit": limit}
+        ref = describe_request(path, query)
+        document = await self._get_json(path, query, ref)
+        if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
+            raise MalformedPayload(
+                self.source_id, f"{ref}: expected an object with a {records_key!r} list, "
+                f"got: {_shape(document, records_key)}")
+        more, total = document.get("more"), document.get("total")
+        if not isinstance(more, bool):
+            raise MalformedPayload(
+                self.source_id, f"{ref}: 'more' must be true or false, got: {more!r}")
+        known_total = total if type(total) is int and total >= 0 else None
+        return _OffsetPage(ref, document[records_key], more, known_total)
 
     # ------------------------------------------------------------------ raw documents
 
@@ -378,7 +427,7 @@ class SourceHttp:
         with self._client_errors(where, attempt):
             async with self.session.get(
                 self.base_url + path, headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=self._client_timeout,
             ) as response:
                 if response.status >= 300:
                     body = await response.content.read(64 * 1024)  # enough for the excerpt
@@ -401,6 +450,27 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes |
     return b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class _OffsetPage:
+    """One page of an offset/limit list: its request, records, ``more`` and announced ``total``."""
+
+    ref: str
+    records: list[Any]
+    more: bool
+    total: int | None
+
+
+def _pages_fit(pages: list[_OffsetPage], step: int) -> bool:
+    """Whether pages fetched at ``step`` offsets tile the list: full pages saying ``more``,
+    then a last one that does not."""
+    return (bool(pages) and not pages[-1].more
+            and all(page.more and len(page.records) == step for page in pages[:-1]))
+
+
+def _offset_records(pages: list[_OffsetPage]) -> list[tuple[str, Any]]:
+    return [(f"{page.ref}#{index}", record) for page in pages for index, record in enumerate(page.records)]
+
+
 def _shape(document: Any, key: str) -> str:
     if not isinstance(document, dict):
         return f"a JSON {type(document).__name__}"
@@ -409,9 +479,7 @@ def _shape(document: Any, key: str) -> str:
     return f"{key!r} is a {type(document[key]).__name__}"
 
 
-async def _gather_or_cancel(
-    coroutines: list[Awaitable[tuple[str, dict[str, Any]]]],
-) -> list[tuple[str, dict[str, Any]]]:
+async def _gather_or_cancel(coroutines: list[Awaitable[R]]) -> list[R]:
     """All results in order; on the first failure the other requests are cancelled."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:

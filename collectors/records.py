@@ -129,6 +129,21 @@ def count_fields(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, int]
             yield wire, value
 
 
+def _any_negative(model: BaseModel) -> bool:
+    """Whether any count ``count_fields`` would list is negative, without naming them."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            if _any_negative(value):
+                return True
+        elif isinstance(value, dict):
+            if any(isinstance(v, int) and v < 0 for v in value.values()):
+                return True
+        elif isinstance(value, int) and value < 0:
+            return True
+    return False
+
+
 def exceeds(part: str, part_value: int, whole: str, whole_value: int) -> list[str]:
     """The invariant ``part ≤ whole`` as a problem list (empty when it holds)."""
     if part_value <= whole_value:
@@ -184,7 +199,8 @@ class StatisticsRecord(WireModel):
 class StatisticsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     page_size: Annotated[int, Field(ge=1, le=1000)] = 500
-    page_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    # Pages fetched at once; None: the source's ``concurrency`` (which also sizes its pool).
+    page_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = None
 
 
 def period_of(first: date, last: date, tz: tzinfo) -> Period | None:
@@ -255,8 +271,8 @@ class StatisticsCollector(Collector):
         if period not in wanted:
             return reject("unexpected_period", f"period {key.label} was not requested "
                           f"(grain {self.settings.grain})", period)
-        negative = [f"{name} = {value}" for name, value in count_fields(record) if value < 0]
-        if negative:
+        if _any_negative(record):  # named only when there is one: most records have none
+            negative = [f"{name} = {value}" for name, value in count_fields(record) if value < 0]
             return reject("negative", f"{', '.join(negative)}: counts are never negative", period)
         broken = record.inconsistencies()
         if broken:

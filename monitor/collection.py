@@ -164,7 +164,8 @@ class CollectionRunner:
         # reserved .invalid host makes any stray use fail loudly instead of reaching something.
         base_url = source.url if source.url.lower().startswith(("http://", "https://")) else "http://unused.invalid"
         http = SourceHttp(source.id, base_url, session, timeout=source.timeout.total_seconds(),
-                          retries=source.retries, headers=source.auth.headers(), on_retry=on_retry)
+                          retries=source.retries, headers=source.auth.headers(), on_retry=on_retry,
+                          concurrency=source.concurrency)
         settings = SourceSettings(source.id, source.kind, source.url, source.grain, dict(source.options),
                                   source.auth.credentials(), source.timeout.total_seconds())
         return cls(settings, http, self.tz, self.clock)
@@ -179,7 +180,10 @@ class CollectionRunner:
         for index in range(0, len(periods), size):
             chunk = periods[index:index + size]
             result = await collector.collect(chunk, known)
-            observations, rejections = self.validate(result, set(chunk) if collector.supports_history else None)
+            # In a worker thread: checking tens of thousands of observations would otherwise hold
+            # the event loop, and with it the other sources' requests in flight.
+            observations, rejections = await asyncio.to_thread(
+                self.validate, result, set(chunk) if collector.supports_history else None)
             summary.observations += len(observations)
             summary.rejections += len(rejections)
             for rejection in rejections:
@@ -219,8 +223,11 @@ class CollectionRunner:
         part never larger than its whole (then the unit's whole period is refused)."""
         rejections = list(result.rejections)
         kept: list[Observation] = []
+        # A collection brings many observations per (unit, period): the dates of a period and
+        # whether a unit existed in it are worked out once, not for every measure.
+        existed: dict[tuple[str, Period], tuple[str, str] | None] = {}
         for obs in result.observations:
-            problem = self._problem(obs, periods)
+            problem = self._problem(obs, periods, existed)
             if problem is None:
                 kept.append(obs)
             else:
@@ -244,22 +251,32 @@ class CollectionRunner:
             kept = [o for o in kept if (o.unit, o.period) not in refused]
         return kept, rejections
 
-    def _problem(self, obs: Observation, periods: set[Period] | None) -> tuple[str, str] | None:
+    def _problem(self, obs: Observation, periods: set[Period] | None,
+                 existed: dict[tuple[str, Period], tuple[str, str] | None]) -> tuple[str, str] | None:
         if obs.measure not in self.catalog.measures:
             return "unknown_measure", f"measure {obs.measure!r} is not in the KPI catalog"
         if obs.unit not in self.units:
             return "unknown_unit", f"unit code {obs.unit!r} is not in the unit registry"
         if periods is not None and obs.period not in periods:
             return "unexpected_period", f"period {obs.period.label(self.tz)} was not requested"
-        first_day, last_day = local_date(obs.period.start, self.tz), local_date(obs.period.end, self.tz)
-        versions = self.units.versions_of(obs.unit)
-        if not any(u.overlaps(first_day, last_day) for u in versions):
-            return "unit_not_valid", (f"unit {obs.unit} did not exist in {obs.period.label(self.tz)} "
-                                      f"(valid {versions[0].start}..{versions[-1].end})")
+        key = (obs.unit, obs.period)
+        if key not in existed:
+            existed[key] = self._not_valid(obs.unit, obs.period)
+        if existed[key] is not None:
+            return existed[key]
         if not math.isfinite(obs.value):
             return "not_a_number", f"{obs.measure} is {obs.value!r}"
         if obs.value < 0:
             return "negative", f"{obs.measure} is negative: {obs.value:g}"
+        return None
+
+    def _not_valid(self, unit: str, period: Period) -> tuple[str, str] | None:
+        """Why ``unit`` cannot have data for ``period`` (it did not exist then), or None."""
+        first_day, last_day = local_date(period.start, self.tz), local_date(period.end, self.tz)
+        versions = self.units.versions_of(unit)
+        if not any(u.overlaps(first_day, last_day) for u in versions):
+            return "unit_not_valid", (f"unit {unit} did not exist in {period.label(self.tz)} "
+                                      f"(valid {versions[0].start}..{versions[-1].end})")
         return None
 
     # ------------------------------------------------------------------ bookkeeping

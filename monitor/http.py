@@ -120,9 +120,24 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(document, dumps=_dumps)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICE_KEY].exposition.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+METRICS_WRITE_BYTES = 1 << 20
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The exposition as published: the parts are written in slices, never joined or copied
+    whole, so a scrape of a million series costs about what sending them costs. Sent
+    uncompressed even when the scraper accepts gzip: compressing 100+ MB on every scrape
+    would cost several times the send (see docs/performance.md)."""
+    parts = request.app[SERVICE_KEY].exposition.chunks()
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+    response.content_length = sum(len(part) for part in parts)
+    await response.prepare(request)
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(view), METRICS_WRITE_BYTES):
+            await response.write(view[start:start + METRICS_WRITE_BYTES])
+    await response.write_eof()
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -136,9 +151,11 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append("no KPI snapshot computed yet")
     if not await asyncio.to_thread(service.database_ok):
         problems.append("database not reachable")
+    # The role (high availability): a follower is ready too; it serves reads and /metrics.
+    role = "leader" if service.leading else "follower"
     if problems:
-        return web.json_response({"status": "not ready", "problems": problems}, status=503)
-    return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready", "role": role, "problems": problems}, status=503)
+    return web.json_response({"status": "ready", "role": role})
 
 
 class HttpServer:

@@ -1,15 +1,19 @@
 """The exposition: parseable, promtool-clean, Vietnamese intact, correct numbers."""
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.catalog import load_catalog
 from monitor.exporter import Exposition, escape_label, render_kpi_families
 from monitor.kpi import KpiValue
 from monitor.metrics import ServiceMetrics
+from monitor.simulators.province import ProvinceModel
 from monitor.units import load_units
 from tests.support.components import promtool_check_metrics
+from tests.support.province import simulated_service
 from tests.test_units import TREE
 
 DEPT, NEW = "000.00.01.H99", "000.01.70.H99"
@@ -63,3 +67,40 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
 
 def test_escape_label() -> None:
     assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_a_scrape_never_recomputes_kpis(tmp_path: Path, province: ProvinceModel,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics serves what the last snapshot published: after one computation, scrapes
+    neither compute KPIs nor render them again, and serve the published text whole."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from monitor.http import build_app
+
+    async def scenario() -> tuple[list[str], bytes, list[bytes]]:
+        async with simulated_service(tmp_path, province) as (service, _, _):
+            await service.runner.collect("qlvb")
+            await service.refresh_kpis()
+            published = service.exposition.chunks()[1]
+            calls: list[str] = []
+
+            def computing(*args: object, **kwargs: object) -> None:
+                calls.append("compute")
+                raise AssertionError("a scrape computed KPIs")
+
+            monkeypatch.setattr(service.kpis, "compute", computing)
+            monkeypatch.setattr("monitor.service.render_kpi_families", lambda *a, **k: calls.append("render"))
+            async with TestClient(TestServer(build_app(service, loopback=True))) as client:
+                bodies = []
+                for _ in range(3):
+                    response = await client.get("/metrics")
+                    assert response.status == 200
+                    bodies.append(await response.read())
+            return calls, published, bodies
+
+    calls, published, bodies = asyncio.run(scenario())
+    assert calls == []
+    assert published.count(b"\negov_kpi_value{") > 100  # the snapshot has data to serve
+    for body in bodies:
+        assert body.endswith(published)  # the service's own families, then the snapshot as published
+        assert body.index(b"egov_build_info") < body.index(b"egov_kpi_value")

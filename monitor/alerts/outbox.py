@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.alerts.model import OUTBOX_STATUSES, DeliveryOutcome, OutboxStatus
@@ -34,6 +34,11 @@ DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
 IN_DOUBT_DETAIL = ("the sender stopped while this message was being handed over; "
                    "sending again with the same Message-ID")
 DEFAULT_JITTER = 0.1  # up to 10 % added to each backoff, so retries of a batch spread out
+# mark_sent's two statements, built once: it runs once per message sent. The status guard is
+# the compare-and-set of ``_move``.
+_SENT = update(OUTBOX).where(OUTBOX.c.id == bindparam("outbox_id"), OUTBOX.c.status == "sending").values(
+    lease_until=None, status="sent", sent_at=bindparam("now"), last_error=None)
+_RECORD = insert(DELIVERIES)
 
 
 @dataclass(frozen=True)
@@ -152,31 +157,33 @@ class Outbox:
             candidates = connection.execute(select(OUTBOX.c.id).where(
                 OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now,
             ).order_by(OUTBOX.c.id).limit(limit)).scalars().all()
-            claimed: builtins.list[int] = []
-            for outbox_id in candidates:
-                result = connection.execute(update(OUTBOX).where(
-                    OUTBOX.c.id == outbox_id, OUTBOX.c.status == "pending",
-                ).values(status="sending", lease_until=now + lease, attempts=OUTBOX.c.attempts + 1))
-                if result.rowcount == 1:
-                    claimed.append(outbox_id)
-            if not claimed:
+            if not candidates:
                 return []
-            rows = connection.execute(select(
+            # One statement claims the lot (a statement per row cost more than sending the
+            # message): the status guard is the compare-and-set, row by row, so a row
+            # another sender took in between is skipped.
+            rows = connection.execute(update(OUTBOX).where(
+                OUTBOX.c.id.in_(candidates), OUTBOX.c.status == "pending",
+            ).values(status="sending", lease_until=now + lease, attempts=OUTBOX.c.attempts + 1).returning(
                 OUTBOX.c.id, OUTBOX.c.key, OUTBOX.c.recipient, OUTBOX.c.message_id, OUTBOX.c.message,
-                OUTBOX.c.attempts, OUTBOX.c.created_at,
-            ).where(OUTBOX.c.id.in_(claimed)).order_by(OUTBOX.c.id)).all()
+                OUTBOX.c.attempts, OUTBOX.c.created_at)).all()
         return [ClaimedMessage(id=row.id, key=row.key, recipient=row.recipient, message_id=row.message_id,
                                message=bytes(row.message), attempts=row.attempts, created_at=row.created_at)
-                for row in rows]
+                for row in sorted(rows, key=lambda row: row.id)]
 
     def mark_sent(self, outbox_id: int, now: datetime, duration: float, *, code: int | None = 250,
                   detail: str | None = None) -> bool:
         """The server accepted the message. Return False when the row was no longer
         ours (its lease ran out and it was recovered); the attempt is recorded anyway."""
         with self.engine.begin() as connection:
-            applied = self._move(connection, outbox_id, status="sent", sent_at=now, last_error=None)
-            self._record(connection, outbox_id, now, "sent", code, detail, duration)
-        return applied
+            # Statements built once (see _SENT): building them cost about as much as running them.
+            moved = connection.execute(_SENT, {"outbox_id": outbox_id, "now": now}).rowcount == 1
+            if not moved:
+                log.warning("outbox: message %d was no longer held by this sender (its lease ran out); "
+                            "its state is left to the sender that holds it now", outbox_id)
+            connection.execute(_RECORD, {"outbox_id": outbox_id, "attempted_at": now, "outcome": "sent",
+                                         "code": code, "detail": detail, "duration_seconds": duration})
+        return moved
 
     def mark_transient(self, outbox_id: int, now: datetime, error: str, code: int | None, retry: RetryPolicy,
                        duration: float | None) -> Literal["transient", "expired"]:

@@ -187,7 +187,7 @@ def test_options_are_validated() -> None:
     from collectors.document_management import DocumentManagementCollector
 
     assert DocumentManagementCollector.Options.model_validate({}).model_dump() == {
-        "page_size": 500, "page_concurrency": 8}
+        "page_size": 500, "page_concurrency": None}
     with pytest.raises(ValidationError, match="less than or equal to 1000"):
         DocumentManagementCollector.Options.model_validate({"page_size": 5000})
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):

@@ -170,8 +170,8 @@ async def test_a_repeated_account_counts_once(harness: Harness, payloads: Payloa
 
 async def test_reads_every_page(harness: Harness, payloads: PayloadSet) -> None:
     await harness.collect(payloads)
-    assert [(r.query["offset"], r.query["limit"]) for r in harness.server.requests] == [
-        ("0", "4"), ("4", "4"), ("8", "4")]
+    asked = [(r.query["offset"], r.query["limit"]) for r in harness.server.requests]
+    assert asked[0] == ("0", "4") and sorted(asked[1:]) == [("4", "4"), ("8", "4")]  # the rest at once
 
 
 def test_regular_use_shorter_than_logon_frequency_is_refused() -> None:

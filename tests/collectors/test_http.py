@@ -348,8 +348,28 @@ async def test_get_offset_pages_follows_more(harness: Harness) -> None:
     harness.server.routes[PATH] = offsets([f"hộp thư {n}" for n in range(9)], 4)
     items = await harness.http().get_offset_pages(PATH, limit=4)
     assert [record for _, record in items] == [f"hộp thư {n}" for n in range(9)]
-    assert [seen.query["offset"] for seen in harness.server.requests] == ["0", "4", "8"]
+    asked = [seen.query["offset"] for seen in harness.server.requests]
+    assert asked[0] == "0" and sorted(asked[1:], key=int) == ["4", "8"]  # the rest at once, in any order
     assert items[5][0] == f"GET {PATH}?offset=4&limit=4#1"
+
+
+async def test_get_offset_pages_rereads_in_order_when_pages_do_not_tile(harness: Harness) -> None:
+    """A directory whose later pages are shorter than its first (a server-side cap) does not
+    fit the offsets the first page implies: the list is then read page after page, once each."""
+    records = [f"hộp thư {n}" for n in range(9)]
+
+    async def capped(request: web.Request) -> web.Response:
+        offset = int(request.query["offset"])
+        size = 4 if offset == 0 else 3
+        return web.json_response({"total": len(records), "more": offset + size < len(records),
+                                  "accounts": records[offset:offset + size]})
+
+    harness.server.routes[PATH] = capped
+    items = await harness.http().get_offset_pages(PATH, limit=4)
+    assert [record for _, record in items] == records
+    asked = [seen.query["offset"] for seen in harness.server.requests]
+    assert sorted(asked[1:3], key=int) == ["4", "8"]  # the concurrent try
+    assert asked[3:] == ["4", "7"]  # then offset + records received, in order
 
 
 @pytest.mark.parametrize(("document", "complaint"), [
