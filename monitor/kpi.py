@@ -20,7 +20,7 @@ collected last wins.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -86,9 +86,10 @@ class KpiEngine:
         measures = {m for k in kpi_ids for m in self.catalog.kpis[k].measures}
         observations = self.store.load_observations(
             measures, min(s for s, _ in spans), max(e for _, e in spans))
+        prepared = self.prepare(observations)
         results: list[KpiValue] = []
         for window in windows:
-            results.extend(self.compute_from(observations, as_of, window, kpi_ids, wanted, scope))
+            results.extend(self.compute_from(prepared, as_of, window, kpi_ids, wanted, scope))
         return results
 
     def compute_series(self, instants: Sequence[datetime], windows: Sequence[Window], *,
@@ -103,26 +104,35 @@ class KpiEngine:
         measures = {m for k in kpi_ids for m in self.catalog.kpis[k].measures}
         observations = self.store.load_observations(
             measures, min(s for s, _ in spans), max(e for _, e in spans))
+        prepared = self.prepare(observations)
         return {instant: [value for window in windows
-                          for value in self.compute_from(observations, instant, window, kpi_ids, wanted, scope)]
+                          for value in self.compute_from(prepared, instant, window, kpi_ids, wanted, scope)]
                 for instant in instants}
 
-    def compute_from(self, observations: Iterable[StoredObservation], as_of: datetime,
+    def compute_from(self, observations: Iterable[StoredObservation] | Prepared, as_of: datetime,
                      window: Window, kpi_ids: Sequence[str],
                      wanted: set[str] | None = None, scope: Scope = "subtree") -> list[KpiValue]:
-        """The arithmetic, separated from loading so it can be measured and tested alone."""
+        """The arithmetic, separated from loading so it can be measured and tested alone.
+        Computing several windows or instants from the same rows, pass ``prepare(rows)``
+        once instead of the rows each time."""
+        prepared = observations if isinstance(observations, Prepared) else self.prepare(observations)
         start, end = window.bounds(as_of, self.tz)
         effective_day = local_date(min(as_of, end - timedelta(microseconds=1)), self.tz)
-        flows, stocks = self._select(observations, start, end, as_of, window)
+        chosen = [p for p in prepared.periods if p[0] >= start and p[1] <= end and p[0] < as_of]
         report_on = [u.code for u in self.units.valid_on(effective_day)
                      if wanted is None or u.code in wanted]
         results = []
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
             if self._is_flow(kpi):
-                totals = self._roll_up_flows(kpi, flows, scope)
+                flow_periods = chosen
+                if window.is_latest:
+                    # "latest" for a flow: the most recent period (of any flow measure) only.
+                    latest = max((p[0] for p in chosen if prepared.flows[p]), default=None)
+                    flow_periods = [p for p in chosen if p[0] == latest]
+                totals = self._roll_up_flows(kpi, prepared, flow_periods, scope)
             else:
-                totals = self._roll_up_stocks(kpi, stocks, effective_day, scope)
+                totals = self._roll_up_stocks(kpi, prepared, chosen, effective_day, scope)
             for code in report_on:
                 acc = totals.get(code)
                 if acc is not None:
@@ -130,74 +140,148 @@ class KpiEngine:
                                             acc.denominator, len(acc.reporting)))
         return results
 
+    def prepare(self, observations: Iterable[StoredObservation]) -> Prepared:
+        return Prepared(observations, self.catalog)
+
     # ------------------------------------------------------------------ selection
 
     def _is_flow(self, kpi: Kpi) -> bool:
         kinds = {self.catalog.measures[m].kind for m in kpi.measures}
         return kinds == {"flow"}
 
-    def _select(self, observations: Iterable[StoredObservation], start: datetime, end: datetime,
-                as_of: datetime, window: Window
-                ) -> tuple[dict[tuple[str, datetime], dict[str, float]],
-                           dict[str, dict[str, tuple[datetime, float]]]]:
-        """Flows grouped by (unit, period start) → {measure: value}; stocks as
-        unit → {measure: (period end, latest value)}."""
-        newest: dict[tuple[str, str, datetime, datetime], StoredObservation] = {}
-        for obs in observations:
-            if obs.period_start < start or obs.period_end > end or obs.period_start >= as_of:
-                continue
-            key = (obs.measure, obs.unit, obs.period_start, obs.period_end)
-            kept = newest.get(key)
-            if kept is None or obs.collected_at > kept.collected_at:
-                newest[key] = obs
-        flows: dict[tuple[str, datetime], dict[str, float]] = defaultdict(dict)
-        stocks: dict[str, dict[str, tuple[datetime, float]]] = defaultdict(dict)
-        latest_flow_start: datetime | None = None
-        for (measure, unit, period_start, period_end), obs in newest.items():
-            if self.catalog.measures[measure].kind == "flow":
-                flows[(unit, period_start)][measure] = obs.value
-                if latest_flow_start is None or period_start > latest_flow_start:
-                    latest_flow_start = period_start
-            else:
-                current = stocks[unit].get(measure)
-                if current is None or period_end > current[0]:
-                    stocks[unit][measure] = (period_end, obs.value)
-        if window.is_latest and latest_flow_start is not None:
-            # "latest" for a flow: the most recent period only.
-            flows = defaultdict(dict, {k: v for k, v in flows.items() if k[1] == latest_flow_start})
-        return flows, stocks
-
     # ------------------------------------------------------------------ roll-ups
 
-    def _targets(self, unit: str, day: date, scope: Scope) -> tuple[str, ...]:
-        """The units whose value ``unit``'s data counts towards on ``day``."""
-        if scope == "self":
-            return (unit,)
-        return (unit, *self.units.ancestors(unit, day))
-
-    def _roll_up_flows(self, kpi: Kpi, flows: dict[tuple[str, datetime], dict[str, float]],
+    def _roll_up_flows(self, kpi: Kpi, prepared: Prepared, periods: Sequence[_PeriodKey],
                        scope: Scope) -> dict[str, _Accumulator]:
+        """Per (unit, period start) with every measure of the KPI: its numerator and
+        denominator, summed per unit and tree (the tree of each period's first day),
+        then added to the unit and its ancestors."""
+        by_start: dict[datetime, list[_PeriodKey]] = defaultdict(list)
+        for period in periods:
+            by_start[period[0]].append(period)
+        partial: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        for start, same_start in by_start.items():
+            chains = {} if scope == "self" else self.units.ancestor_table(local_date(start, self.tz))
+            for unit, (numerator, denominator) in prepared.flow_terms(kpi, same_start).items():
+                key = (unit, chains.get(unit, ()))
+                sums = partial.get(key)
+                if sums is None:
+                    partial[key] = [numerator, denominator]
+                else:
+                    sums[0] += numerator
+                    sums[1] += denominator
         totals: dict[str, _Accumulator] = defaultdict(_Accumulator)
-        needed = kpi.measures
-        for (unit, period_start), values in flows.items():
-            if not all(m in values for m in needed):
-                continue
-            numerator = sum(values[m] for m in kpi.numerator)
-            denominator = sum(values[m] for m in kpi.denominator)
-            for target in self._targets(unit, local_date(period_start, self.tz), scope):
+        for (unit, chain), (numerator, denominator) in partial.items():
+            totals[unit].add(numerator, denominator, unit)
+            for target in chain:
                 totals[target].add(numerator, denominator, unit)
         return totals
 
-    def _roll_up_stocks(self, kpi: Kpi, stocks: dict[str, dict[str, tuple[datetime, float]]],
+    def _roll_up_stocks(self, kpi: Kpi, prepared: Prepared, periods: Sequence[_PeriodKey],
                         day: date, scope: Scope) -> dict[str, _Accumulator]:
         totals: dict[str, _Accumulator] = defaultdict(_Accumulator)
         needed = kpi.measures
+        latest = prepared.latest_stocks(needed, periods)
         valid_today = self.units.ancestor_table(day)
-        for unit, values in stocks.items():
+        for unit, values in latest.items():
             if unit not in valid_today or not all(m in values for m in needed):
                 continue
-            numerator = sum(values[m][1] for m in kpi.numerator)
-            denominator = sum(values[m][1] for m in kpi.denominator)
-            for target in self._targets(unit, day, scope):
-                totals[target].add(numerator, denominator, unit)
+            numerator = sum(values[m] for m in kpi.numerator)
+            denominator = sum(values[m] for m in kpi.denominator)
+            totals[unit].add(numerator, denominator, unit)
+            if scope == "subtree":
+                for target in valid_today[unit]:
+                    totals[target].add(numerator, denominator, unit)
         return totals
+
+
+_PeriodKey = tuple[datetime, datetime]
+
+
+class Prepared:
+    """Observations indexed once for many windows and instants: the newest value of
+    each (measure, unit, period) — the source collected last wins — grouped by
+    period, flows apart from stocks. Only the periods a window holds are visited,
+    and a flow KPI's per-unit terms of a period are worked out once."""
+
+    def __init__(self, observations: Iterable[StoredObservation], catalog: Catalog) -> None:
+        rows = observations if isinstance(observations, list) else list(observations)
+        is_flow = {m: spec.kind == "flow" for m, spec in catalog.measures.items()}
+        # period → unit → measure → the newest record, periods in the order they first appear
+        flows: dict[_PeriodKey, dict[str, dict[str, StoredObservation]]] = {}
+        stocks: dict[_PeriodKey, dict[str, dict[str, StoredObservation]]] = {}
+        for obs in rows:
+            period = (obs.period_start, obs.period_end)
+            table = flows if is_flow[obs.measure] else stocks
+            units = table.get(period)
+            if units is None:
+                flows.setdefault(period, {})
+                stocks.setdefault(period, {})
+                units = table[period]
+            measures = units.get(obs.unit)
+            if measures is None:
+                measures = units[obs.unit] = {}
+            kept = measures.get(obs.measure)
+            if kept is None or obs.collected_at > kept.collected_at:
+                measures[obs.measure] = obs
+        self.periods: list[_PeriodKey] = list(flows)
+        # … then only the values are kept: the records can go (most of a national read's memory)
+        self.flows = _values_only(flows)
+        self.stocks = _values_only(stocks)
+        # Periods sharing a start (a day and a month) are merged as one period's records,
+        # the later record of a measure winning: keep where each of their records first came.
+        starts = Counter(start for start, _ in self.periods)
+        self._order: dict[tuple[str, str, datetime, datetime], int] = {}
+        if any(count > 1 for count in starts.values()):
+            for index, obs in enumerate(rows):
+                if starts[obs.period_start] > 1:
+                    self._order.setdefault((obs.measure, obs.unit, obs.period_start, obs.period_end), index)
+        self._terms: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[_PeriodKey, ...]],
+                          dict[str, tuple[float, float]]] = {}
+        self._latest: dict[tuple[tuple[str, ...], tuple[_PeriodKey, ...]], dict[str, dict[str, float]]] = {}
+
+    def flow_terms(self, kpi: Kpi, periods: Sequence[_PeriodKey]) -> dict[str, tuple[float, float]]:
+        """unit → (numerator, denominator) of ``kpi`` over ``periods`` (which share their
+        start: one reporting period), for the units that reported every measure of it."""
+        key = (kpi.numerator, kpi.denominator, tuple(periods))
+        terms = self._terms.get(key)
+        if terms is None:
+            if len(periods) == 1:
+                values = self.flows[periods[0]]
+            else:  # a day and a month both starting that day: merged, the later record winning
+                records = sorted((self._order[(measure, unit, *period)], unit, measure, value)
+                                 for period in periods for unit, measures in self.flows[period].items()
+                                 for measure, value in measures.items())
+                values = defaultdict(dict)
+                for _, unit, measure, value in records:
+                    values[unit][measure] = value
+            needed, numerator, denominator = kpi.measures, kpi.numerator, kpi.denominator
+            terms = self._terms[key] = {
+                unit: (sum(measures[m] for m in numerator), sum(measures[m] for m in denominator))
+                for unit, measures in values.items() if all(m in measures for m in needed)}
+        return terms
+
+    def latest_stocks(self, measures: Sequence[str], periods: Sequence[_PeriodKey]) -> dict[str, dict[str, float]]:
+        """unit → measure → its value in the latest-ending of ``periods`` that holds it
+        (kept: a subtree and a self-scoped rule over one window ask the same)."""
+        key = (tuple(measures), tuple(periods))
+        cached = self._latest.get(key)
+        if cached is not None:
+            return cached
+        latest: dict[str, dict[str, float]] = {}
+        self._latest[key] = latest
+        for period in sorted(periods, key=lambda p: p[1], reverse=True):
+            for unit, values in self.stocks[period].items():
+                found = latest.get(unit)
+                if found is None:
+                    found = latest[unit] = {}
+                for measure in measures:
+                    if measure not in found and measure in values:
+                        found[measure] = values[measure]
+        return latest
+
+
+def _values_only(table: dict[_PeriodKey, dict[str, dict[str, StoredObservation]]]
+                 ) -> dict[_PeriodKey, dict[str, dict[str, float]]]:
+    return {period: {unit: {measure: obs.value for measure, obs in measures.items()}
+                     for unit, measures in units.items()} for period, units in table.items()}

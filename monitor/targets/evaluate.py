@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
 
 from monitor.catalog import Catalog, Kpi
-from monitor.kpi import KpiEngine, KpiValue, Scope
+from monitor.kpi import KpiEngine, KpiValue, Prepared, Scope
 from monitor.storage.store import Store, StoredObservation
 from monitor.targets.forecast import forecast
 from monitor.targets.model import TargetRule, UnitSelector
@@ -125,6 +125,15 @@ def classify(*, actual: float | None, expected: float, target: float, higher_is_
     return "at_risk" if shortfall <= at_risk_margin + EPSILON else "behind"
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """The main read, indexed, and the span ``[start, end)`` it covers."""
+
+    prepared: Prepared
+    start: datetime
+    end: datetime
+
+
 @dataclass
 class _Plan:
     rule: TargetRule
@@ -132,6 +141,9 @@ class _Plan:
     window: Window
     units: list[str]
     instants: list[datetime]
+    instant_days: list[date]  # each instant's day, province's time
+    bounds: tuple[datetime, datetime]  # the window at the as-of instant
+    deadline_end: datetime  # the end of the deadline's day, province's time
 
     @property
     def higher_is_better(self) -> bool:
@@ -160,29 +172,35 @@ class Evaluator:
             kpi = self.catalog.kpis[rule.kpi]
             covered = [u for u in covered_units(rule.units, self.units, day) if wanted is None or u in wanted]
             if covered:
-                plans.append(_Plan(rule, kpi, Window.parse(rule.window or kpi.window), covered,
-                                   trend_instants(as_of, rule.forecast.points, self.tz)))
+                window = Window.parse(rule.window or kpi.window)
+                instants = trend_instants(as_of, rule.forecast.points, self.tz)
+                # worked out once per rule, not once per unit
+                plans.append(_Plan(rule, kpi, window, covered, instants,
+                                   [local_date(i, self.tz) for i in instants], window.bounds(as_of, self.tz),
+                                   local_midnight(rule.deadline + timedelta(days=1), self.tz)))
         if not plans:
             return []
-        observations = self._load(plans)
-        values = self._values(plans, observations)
+        loaded = self._load(plans)
+        values = self._values(plans, loaded.prepared)
         through = _DataThrough(self.store, {m for p in plans for m in p.kpi.measures}, self.units, self.tz, as_of)
         results = []
         for plan in plans:
-            baselines = self._baselines(plan, as_of)
+            baselines = self._baselines(plan, as_of, loaded)
             for unit in plan.units:
                 results.append(self._judge(plan, unit, as_of, day, values, through, baselines.get(unit)))
         return results
 
     # ------------------------------------------------------------------ data
 
-    def _load(self, plans: Sequence[_Plan]) -> list[StoredObservation]:
+    def _load(self, plans: Sequence[_Plan]) -> _Loaded:
         """One read covering every window at every trend instant."""
         measures = {m for p in plans for m in p.kpi.measures}
         spans = [p.window.bounds(i, self.tz) for p in plans for i in p.instants]
-        return self.store.load_observations(measures, min(s for s, _ in spans), max(e for _, e in spans))
+        start, end = min(s for s, _ in spans), max(e for _, e in spans)
+        observations = self.store.load_observations(measures, start, end)
+        return _Loaded(self.kpis.prepare(observations), start, end)
 
-    def _values(self, plans: Sequence[_Plan], observations: list[StoredObservation]
+    def _values(self, plans: Sequence[_Plan], prepared: Prepared
                 ) -> dict[tuple[datetime, str, Scope, str, str], KpiValue]:
         """KPI values keyed by (instant, window, scope, kpi, unit), each (instant,
         window, scope) computed once for all the KPIs and units that need it."""
@@ -194,12 +212,12 @@ class Evaluator:
                 units.update(plan.units)
         table = {}
         for (instant, spec, scope), (kpis, units) in groups.items():
-            for value in self.kpis.compute_from(observations, instant, Window.parse(spec), sorted(kpis),
+            for value in self.kpis.compute_from(prepared, instant, Window.parse(spec), sorted(kpis),
                                                 units, scope):
                 table[(instant, spec, scope, value.kpi, value.unit)] = value
         return table
 
-    def _baselines(self, plan: _Plan, as_of: datetime) -> dict[str, tuple[date, float]]:
+    def _baselines(self, plan: _Plan, as_of: datetime, loaded: _Loaded) -> dict[str, tuple[date, float]]:
         rule = plan.rule
         if rule.baseline is None:
             return {}
@@ -225,7 +243,11 @@ class Evaluator:
         out = {}
         for instant, units in by_instant.items():
             start, end = plan.window.bounds(instant, self.tz)
-            observations = self.store.load_observations(plan.kpi.measures, start, end, units=None)
+            # the main read holds every row of a window inside its span (the measures too):
+            # read again only for a window reaching further back
+            observations: Prepared | list[StoredObservation] = (
+                loaded.prepared if loaded.start <= start and end <= loaded.end
+                else self.store.load_observations(plan.kpi.measures, start, end, units=None))
             for value in self.kpis.compute_from(observations, instant, plan.window, [rule.kpi], set(units), scope):
                 if value.value is not None:
                     out[value.unit] = (local_date(instant, self.tz), value.value)
@@ -241,25 +263,24 @@ class Evaluator:
         actual = current.value if current else None
         data_through = through.of(plan.kpi, unit, scope)
         stale = data_through is not None and as_of - data_through > rule.stale_after
-        deadline_end = local_midnight(rule.deadline + timedelta(days=1), self.tz)
         expected = expected_on(day, path_points(rule, baseline))
         higher = plan.higher_is_better
         status = classify(actual=actual, expected=expected, target=rule.target, higher_is_better=higher,
-                          at_risk_margin=rule.at_risk_margin, past_deadline=as_of >= deadline_end,
+                          at_risk_margin=rule.at_risk_margin, past_deadline=as_of >= plan.deadline_end,
                           stale=stale, ever_reported=data_through is not None)
         sign = 1.0 if higher else -1.0
         gap = sign * (expected - actual) if actual is not None else None
         gap_to_target = sign * (rule.target - actual) if actual is not None else None
         points = []
-        for instant in plan.instants:
+        for instant, instant_day in zip(plan.instants, plan.instant_days, strict=True):
             past = values.get((instant, spec, scope, rule.kpi, unit))
             if past is not None and past.value is not None:
-                points.append((local_date(instant, self.tz), past.value))
+                points.append((instant_day, past.value))
         outlook = forecast(points, today=day, target=rule.target, deadline=rule.deadline,
                            higher_is_better=higher, already_met=status == "met",
                            min_points=rule.forecast.min_points)
         clear = status == "met" or (status == "on_track" and gap is not None and -gap >= rule.resolve_margin - EPSILON)
-        start, end = plan.window.bounds(as_of, self.tz)
+        start, end = plan.bounds
         return Evaluation(
             rule=rule.id, kpi=rule.kpi, unit=unit, as_of=as_of, as_of_day=day, window=spec,
             window_start=start, window_end=end, status=status, actual=actual,
