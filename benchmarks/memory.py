@@ -68,10 +68,11 @@ def child(mode: str, path: str, provinces: int, units_per_province: int, months:
         out["kpis_kib"] = _peak_kib()
         evaluations = Evaluator(catalog, units, store, TZ).evaluate(rules, AS_OF)
         out["evaluation_kib"] = _peak_kib()
-        # as MonitorService._refresh: each family's text, then joined
-        text = render_kpi_families(values, catalog, units)
-        text += render_target_families(evaluations, rules, catalog, units, TZ)
-        out |= {"kpi_values": len(values), "evaluations": len(evaluations), "metrics_bytes": len(text)}
+        # as MonitorService._refresh: each family's part, published as a list (never joined)
+        parts = render_kpi_families(values, catalog, units)
+        parts += render_target_families(evaluations, rules, catalog, units, TZ)
+        out |= {"kpi_values": len(values), "evaluations": len(evaluations),
+                "metrics_bytes": sum(len(part) for part in parts)}
     engine.dispose()
     out["peak_kib"] = _peak_kib()
     return out

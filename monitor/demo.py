@@ -149,8 +149,8 @@ async def run_demo(options: DemoOptions, *, clock: Clock | None = None,
             state = "ok" if s.ok else f"FAILED ({s.reason}): {s.error}"
             _say(out, f"  {s.source:<12} {s.periods:>3} periods  {s.observations:>7} observations  "
                       f"{s.rejections:>4} rejected  {s.duration:5.1f}s  {state}")
-        units_with_kpis = len({v.unit for v in service.snapshot})
-        _say(out, f"KPIs computed: {len(service.snapshot)} values for {units_with_kpis} units")
+        size = service.snapshot_size
+        _say(out, f"KPIs computed: {size.values} values for {size.units} units")
         statuses = Counter(e.status for e in service.evaluations)
         _say(out, f"targets: {len(service.evaluations)} evaluations of {len(service.rules)} rules — "
                   + ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s]))

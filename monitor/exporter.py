@@ -53,6 +53,17 @@ def family_lines(fam: Family, rows: Iterable[tuple[str, float]]) -> list[str]:
             *(f"{fam.name}{labels} {format_value(number)}" for labels, number in rows)]
 
 
+def family_part(fam: Family, rows: Iterable[tuple[str, float]]) -> bytes:
+    """One family's exposition text, encoded. A snapshot is published as a list of these
+    parts and never joined: at a million series the lines of one family are all that is
+    held beside the encoded parts, instead of every line, their join and its encoding."""
+    return ("\n".join(family_lines(fam, rows)) + "\n").encode("utf-8")
+
+
+# What a snapshot is published as: the families' parts, served one after another.
+Parts = list[bytes]
+
+
 KPI_VALUE = Family("egov_kpi_value", "KPI value (ratio 0-1) of the unit's subtree over the window")
 KPI_NUMERATOR = Family("egov_kpi_numerator", "Sum of the KPI's numerator measures over the window")
 KPI_DENOMINATOR = Family("egov_kpi_denominator",
@@ -63,9 +74,9 @@ UNIT_INFO = Family("egov_unit_info", "Organisational unit: name, level, group an
 KPI_INFO = Family("egov_kpi_info", "KPI catalog entry: names and direction")
 
 
-def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: UnitTree) -> bytes:
-    """Text exposition of the KPI snapshot, with unit and KPI metadata."""
-    lines: list[str] = []
+def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: UnitTree) -> Parts:
+    """Text exposition of the KPI snapshot, with unit and KPI metadata: one part per family."""
+    parts: Parts = []
     unit_labels: dict[str, str] = {}
     for value in values:
         if value.unit not in unit_labels:
@@ -75,7 +86,7 @@ def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: Uni
                                        f'level="{escape_label(level)}",group="{escape_label(group)}"')
 
     def family(fam: Family, rows: Iterable[tuple[str, float]]) -> None:
-        lines.extend(family_lines(fam, rows))
+        parts.append(family_part(fam, rows))
 
     def series(value: KpiValue) -> str:
         return (f'{{kpi="{escape_label(value.kpi)}",{unit_labels[value.unit]},'
@@ -92,24 +103,28 @@ def render_kpi_families(values: Sequence[KpiValue], catalog: Catalog, units: Uni
     family(KPI_INFO, (
         (labels_text([("kpi", k), ("name", kpi.vi), ("name_en", kpi.en), ("direction", kpi.direction)]),
          1.0) for k, kpi in catalog.kpis.items()))
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return parts
 
 
 class Exposition:
-    """Holds the pre-rendered KPI text; ``chunks()`` is what ``/metrics`` serves."""
+    """Holds the pre-rendered snapshot parts; ``chunks()`` is what ``/metrics`` serves."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
-        self._kpi_text = b""
+        self._parts: tuple[bytes, ...] = ()
 
-    def publish(self, kpi_text: bytes) -> None:
-        self._kpi_text = kpi_text  # one reference swap: a scrape sees old or new, never half
+    def publish(self, parts: Sequence[bytes]) -> None:
+        self._parts = tuple(parts)  # one reference swap: a scrape sees old or new, never half
 
-    def chunks(self) -> tuple[bytes, bytes]:
+    def published(self) -> bytes:
+        """The snapshot's text as published (joined: for tests and tools)."""
+        return b"".join(self._parts)
+
+    def chunks(self) -> tuple[bytes, ...]:
         """The service's own families (rendered now: they are small and live), then the
-        KPI text as published. Kept apart so that a scrape writes them one after the other
-        instead of joining them: at a million series the join would copy 100+ MB per scrape."""
-        return generate_latest(self.metrics.registry), self._kpi_text
+        snapshot's parts as published. Kept apart so that a scrape writes them one after
+        another instead of joining them: at a million series a join would copy 100+ MB."""
+        return (generate_latest(self.metrics.registry), *self._parts)
 
     def render(self) -> bytes:
         """The whole exposition as one ``bytes`` (for tests and tools; ``/metrics`` streams ``chunks()``)."""

@@ -56,6 +56,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class SnapshotSize:
+    """How large the last KPI snapshot was: KPI values, and the units they cover."""
+
+    values: int
+    units: int
+
+
+@dataclass(frozen=True)
 class Reloaded:
     """What a configuration reload did: applied, or refused with every problem."""
 
@@ -88,7 +96,9 @@ class MonitorService:
         self.scores: list[UnitScore] = []
         self.metrics.rules_reload_success.set(1)
         self.metrics.config_reload_success.set(1)
-        self.snapshot: list[KpiValue] = []
+        # Only the snapshot's size is kept: its values live on as the published /metrics
+        # parts (a million series would otherwise also be held as Python objects).
+        self.snapshot_size = SnapshotSize(values=0, units=0)
         self.evaluations: list[Evaluation] = []
         self.reload_hooks: list[Callable[[], None]] = []  # told after a reload was applied (the scheduler)
         self._alerting = asyncio.Lock()
@@ -342,12 +352,13 @@ class MonitorService:
             await asyncio.to_thread(self.restore_source_gauges)
             await self.deliverer.update_gauges()
         self.metrics.evaluation_duration.set(time.perf_counter() - started)
-        text = await asyncio.to_thread(render_kpi_families, values, self.catalog, self.units)
-        text += await asyncio.to_thread(render_target_families, evaluations, rules, self.catalog, self.units,
-                                        self.config.tz)
-        text += render_score_families(scores, self.indices).encode("utf-8")
-        self.exposition.publish(text)
-        self.snapshot = values
+        # Published as the families' parts, never joined: no copy of the whole text is made.
+        parts = await asyncio.to_thread(render_kpi_families, values, self.catalog, self.units)
+        parts += await asyncio.to_thread(render_target_families, evaluations, rules, self.catalog, self.units,
+                                         self.config.tz)
+        parts.append(render_score_families(scores, self.indices).encode("utf-8"))
+        self.exposition.publish(parts)
+        self.snapshot_size = SnapshotSize(values=len(values), units=len({v.unit for v in values}))
         self.evaluations = evaluations
         self.scores = scores
         self.metrics.kpi_computed_at.set(self.clock.now().timestamp())

@@ -81,7 +81,7 @@ def test_a_scrape_never_recomputes_kpis(tmp_path: Path, province: ProvinceModel,
         async with simulated_service(tmp_path, province) as (service, _, _):
             await service.runner.collect("qlvb")
             await service.refresh_kpis()
-            published = service.exposition.chunks()[1]
+            published = service.exposition.published()
             calls: list[str] = []
 
             def computing(*args: object, **kwargs: object) -> None:

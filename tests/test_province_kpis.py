@@ -188,7 +188,8 @@ def test_rerunning_a_cycle_stores_nothing_twice(tmp_path: Path, province: Provin
             first = service.store.count_observations()
             before = await service.refresh_kpis()
             await service.cycle()
-            return first, service.store.count_observations(), before, service.snapshot
+            after = await service.refresh_kpis()
+            return first, service.store.count_observations(), before, after
 
     first, second, before, after = asyncio.run(run())
     assert first == second

@@ -48,4 +48,4 @@ async def test_jobs_run_at_start_and_the_stop_is_clean(tmp_path: Path, province:
         await scheduler.stop(grace=timedelta(seconds=30))
         assert not scheduler.scheduler.running
         assert {h.source for h in service.store.health() if h.up} == {s.id for s in config.sources}
-        assert service.ready and service.snapshot
+        assert service.ready and service.snapshot_size.values > 0

@@ -10,11 +10,11 @@ where a number comes from. Rendered once per evaluation, like the KPI families.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta, tzinfo
 
 from monitor.catalog import Catalog
-from monitor.exporter import Family, escape_label, family_lines, labels_text
+from monitor.exporter import Family, Parts, escape_label, family_part, labels_text
 from monitor.targets.evaluate import Evaluation
 from monitor.targets.loader import RuleSet
 from monitor.timeutil import local_midnight
@@ -36,8 +36,8 @@ INFO = Family("egov_target_info", "Target rule metadata: KPI, window, severity a
 
 
 def render_target_families(evaluations: Sequence[Evaluation], rules: RuleSet, catalog: Catalog, units: UnitTree,
-                           tz: tzinfo) -> bytes:
-    """Text exposition of the evaluations and the rules' metadata."""
+                           tz: tzinfo) -> Parts:
+    """Text exposition of the evaluations and the rules' metadata: one part per family."""
     unit_part: dict[str, str] = {}
     for ev in evaluations:
         if ev.unit not in unit_part:
@@ -49,23 +49,27 @@ def render_target_families(evaluations: Sequence[Evaluation], rules: RuleSet, ca
     def key(ev: Evaluation) -> str:
         return f'{{rule="{escape_label(ev.rule)}",kpi="{escape_label(ev.kpi)}",{unit_part[ev.unit]}}}'
 
-    def rows(pick: Iterable[tuple[Evaluation, float | None]]) -> list[tuple[str, float]]:
-        return [(key(ev), value) for ev, value in pick if value is not None]
+    def rows(pick: Iterable[tuple[Evaluation, float | None]]) -> Iterator[tuple[str, float]]:
+        return ((key(ev), value) for ev, value in pick if value is not None)
 
-    lines: list[str] = []
-    lines += family_lines(ACTUAL, rows((ev, ev.actual) for ev in evaluations))
-    lines += family_lines(TARGET, rows((ev, ev.target) for ev in evaluations))
-    lines += family_lines(EXPECTED, rows((ev, ev.expected) for ev in evaluations))
-    lines += family_lines(GAP, rows((ev, ev.gap) for ev in evaluations))
-    lines += family_lines(GAP_TO_TARGET, rows((ev, ev.gap_to_target) for ev in evaluations))
-    lines += family_lines(STATUS, [(key(ev)[:-1] + f',status="{ev.status}"}}', 1.0) for ev in evaluations])
-    lines += family_lines(DEADLINE, rows(
+    parts: Parts = []
+
+    def family(fam: Family, family_rows: Iterable[tuple[str, float]]) -> None:
+        parts.append(family_part(fam, family_rows))
+
+    family(ACTUAL, rows((ev, ev.actual) for ev in evaluations))
+    family(TARGET, rows((ev, ev.target) for ev in evaluations))
+    family(EXPECTED, rows((ev, ev.expected) for ev in evaluations))
+    family(GAP, rows((ev, ev.gap) for ev in evaluations))
+    family(GAP_TO_TARGET, rows((ev, ev.gap_to_target) for ev in evaluations))
+    family(STATUS, [(key(ev)[:-1] + f',status="{ev.status}"}}', 1.0) for ev in evaluations])
+    family(DEADLINE, rows(
         (ev, local_midnight(ev.deadline + timedelta(days=1), tz).timestamp()) for ev in evaluations))
-    lines += family_lines(FORECAST_VALUE, rows((ev, ev.forecast_value) for ev in evaluations))
-    lines += family_lines(FORECAST_REACHED, rows(
+    family(FORECAST_VALUE, rows((ev, ev.forecast_value) for ev in evaluations))
+    family(FORECAST_REACHED, rows(
         (ev, local_midnight(ev.forecast_reached_on, tz).timestamp() if ev.forecast_reached_on else None)
         for ev in evaluations))
-    lines += family_lines(FORECAST_POINTS, rows((ev, float(ev.forecast_points)) for ev in evaluations))
+    family(FORECAST_POINTS, rows((ev, float(ev.forecast_points)) for ev in evaluations))
     info_rows = []
     for loaded in rules.rules:
         rule, citation = loaded.rule, loaded.rule.citation
@@ -76,5 +80,5 @@ def render_target_families(evaluations: Sequence[Evaluation], rules: RuleSet, ca
             ("instrument", citation.instrument), ("citation_date", citation.date.isoformat()),
             ("citation_title", citation.title), ("url", citation.url or ""),
             ("verified", "true" if citation.verified else "false"), ("pack", loaded.pack or "")]), 1.0))
-    lines += family_lines(INFO, info_rows)
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    family(INFO, info_rows)
+    return parts

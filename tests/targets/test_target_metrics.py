@@ -38,7 +38,7 @@ def test_target_families(province: ProvinceModel) -> None:
                    evaluation(unit="000.00.01.H99", status="no_data", actual=None, gap=None, gap_to_target=None,
                               forecast_value=None, forecast_reached_on=None, forecast_reachable=None,
                               forecast_points=0)]
-    text = render_target_families(evaluations, rules, load_catalog(), tree, TZ).decode("utf-8")
+    text = b"".join(render_target_families(evaluations, rules, load_catalog(), tree, TZ)).decode("utf-8")
     ok, output = promtool_check_metrics(text)
     assert ok, output
     samples = {(s.name, frozenset(s.labels.items())): s.value
