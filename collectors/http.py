@@ -331,11 +331,7 @@ class SourceHttp:
         self, path: str, params: Params, records_key: str
     ) -> tuple[str, dict[str, Any]]:
         ref = describe_request(path, params)
-        document = await self._get_json(path, params, ref)
-        if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
-            raise MalformedPayload(
-                self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
-                f"{_shape(document, records_key)}")
+        document = self._records_document(ref, await self._get_json(path, params, ref), records_key)
         if "total_pages" not in document:
             raise MalformedPayload(self.source_id, f"{ref}: 'total_pages' missing (schema drift?)")
         return ref, document
@@ -397,17 +393,21 @@ class SourceHttp:
     ) -> _OffsetPage:
         query = {**(params or {}), "offset": offset, "limit": limit}
         ref = describe_request(path, query)
-        document = await self._get_json(path, query, ref)
-        if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
-            raise MalformedPayload(
-                self.source_id, f"{ref}: expected an object with a {records_key!r} list, "
-                f"got: {_shape(document, records_key)}")
+        document = self._records_document(ref, await self._get_json(path, query, ref), records_key)
         more, total = document.get("more"), document.get("total")
         if not isinstance(more, bool):
             raise MalformedPayload(
                 self.source_id, f"{ref}: 'more' must be true or false, got: {more!r}")
         known_total = total if type(total) is int and total >= 0 else None
         return _OffsetPage(ref, document[records_key], more, known_total)
+
+    def _records_document(self, ref: str, document: Any, records_key: str) -> dict[str, Any]:
+        """``document`` if it is an object holding a ``records_key`` list (a page of records)."""
+        if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
+            raise MalformedPayload(
+                self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
+                f"{_shape(document, records_key)}")
+        return document
 
     # ------------------------------------------------------------------ raw documents
 
