@@ -22,6 +22,7 @@ import yaml
 from sqlalchemy import Engine, event, func, select
 
 from collectors.base import Observation
+from monitor.alerts.outbox import BODIES
 from monitor.catalog import Catalog, load_catalog
 from monitor.config import RetentionConfig, load_config
 from monitor.kpi import KpiEngine, Scope
@@ -247,9 +248,10 @@ def test_operational_tables_pruned_past_their_horizons(history: History) -> None
         for i, status in enumerate(("sent", "sent", "pending", "failed", "sent")):
             at = recent if i == 4 else old
             result = connection.execute(OUTBOX.insert().values(
-                key=f"k{i}", kind="digest", recipient="a@b.vn", subject="s", message_id=f"<m{i}@x>", message=b"m",
+                key=f"k{i}", kind="digest", recipient="a@b.vn", subject="s", message_id=f"<m{i}@x>",
                 created_at=at, status=status, attempts=1, next_attempt_at=at, sent_at=at if status == "sent" else None))
             outbox_id = result.inserted_primary_key[0]  # type: ignore[index]
+            connection.execute(BODIES.insert().values(outbox_id=outbox_id, message=f"body {i}".encode()))
             connection.execute(DELIVERIES.insert().values(outbox_id=outbox_id, attempted_at=at, outcome="sent"))
         counts["outbox"] = counts["deliveries"] = 2  # old and sent; pending and failed stay whatever their age
 
@@ -266,6 +268,11 @@ def test_operational_tables_pruned_past_their_horizons(history: History) -> None
         assert sorted(connection.execute(select(RUNS.c.status)).scalars()) == ["ok", "running"]
         assert sorted(connection.execute(select(OUTBOX.c.key)).scalars()) == ["k2", "k3", "k4"]
         assert count(DELIVERIES) == 3
+        # A pruned message's body goes with it (SQLite does not enforce the foreign key's
+        # cascade); the bodies of the messages kept stay, byte for byte.
+        assert sorted(connection.execute(select(BODIES.c.message)).scalars()) == [b"body 2", b"body 3", b"body 4"]
+        assert set(connection.execute(select(BODIES.c.outbox_id)).scalars()) == set(
+            connection.execute(select(OUTBOX.c.id)).scalars())
 
 
 async def test_daily_job_scheduled_only_when_enabled(template: Template, tmp_path: Path) -> None:

@@ -9,6 +9,9 @@ lease; once the lease runs out, :meth:`Outbox.recover` puts the row back to
 ``pending`` and records the attempt as ``in_doubt``: the message may or may not
 have reached the server, and the retry carries the same Message-ID so the
 receiving side can recognise a duplicate. Delivery is therefore at least once.
+
+The message itself is stored once, in ``outbox_bodies``, next to the row whose
+status moves: a status move then rewrites a small row instead of the whole message.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.alerts.model import OUTBOX_STATUSES, DeliveryOutcome, OutboxStatus
 from monitor.config import RetryPolicy
-from monitor.storage.models import DeliveryRow, OutboxRow
+from monitor.storage.models import DeliveryRow, OutboxBodyRow, OutboxRow, sqlite_time
 
 log = logging.getLogger(__name__)
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+BODIES: Table = OutboxBodyRow.__table__  # type: ignore[assignment]
 DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
 IN_DOUBT_DETAIL = ("the sender stopped while this message was being handed over; "
                    "sending again with the same Message-ID")
@@ -39,6 +43,20 @@ DEFAULT_JITTER = 0.1  # up to 10 % added to each backoff, so retries of a batch 
 _SENT = update(OUTBOX).where(OUTBOX.c.id == bindparam("outbox_id"), OUTBOX.c.status == "sending").values(
     lease_until=None, status="sent", sent_at=bindparam("now"), last_error=None)
 _RECORD = insert(DELIVERIES)
+# On SQLite the same two statements go straight to the driver: SQLAlchemy's execution
+# layer cost three times the statements themselves, on the path of every message sent.
+_SQLITE_SENT = ("UPDATE outbox SET lease_until = NULL, status = 'sent', sent_at = ?, last_error = NULL "
+                "WHERE id = ? AND status = 'sending'")
+_SQLITE_RECORD = ("INSERT INTO deliveries (outbox_id, attempted_at, outcome, code, detail, duration_seconds) "
+                  "VALUES (?, ?, 'sent', ?, ?, ?)")
+# claim_due's statements, built once too (it runs once per batch).
+_DUE = select(OUTBOX.c.id).where(OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= bindparam("now")).order_by(
+    OUTBOX.c.id).limit(bindparam("limit"))
+_CLAIM = update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)), OUTBOX.c.status == "pending").values(
+    status="sending", lease_until=bindparam("lease_until"), attempts=OUTBOX.c.attempts + 1).returning(
+    OUTBOX.c.id, OUTBOX.c.key, OUTBOX.c.recipient, OUTBOX.c.message_id, OUTBOX.c.attempts, OUTBOX.c.created_at)
+_CLAIMED_BODIES = select(BODIES.c.outbox_id, BODIES.c.message).where(
+    BODIES.c.outbox_id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -118,10 +136,15 @@ class Outbox:
         enqueue with the same ``key`` is ignored; return True when the row is new."""
         statement = self._insert(OUTBOX).values(
             key=key, kind=kind, recipient=recipient, subject=subject, message_id=message_id,
-            message=message, created_at=now, status="pending", attempts=0, next_attempt_at=now,
+            created_at=now, status="pending", attempts=0, next_attempt_at=now,
         ).on_conflict_do_nothing(index_elements=["key"]).returning(OUTBOX.c.id)
         # RETURNING rather than rowcount: with RETURNING, PostgreSQL drivers report no rowcount.
-        return connection.execute(statement).first() is not None
+        row = connection.execute(statement).first()
+        if row is None:
+            return False
+        # The body in the same transaction: the row is never visible without it.
+        connection.execute(insert(BODIES).values(outbox_id=row.id, message=message))
+        return True
 
     def enqueue_now(self, *, key: str, kind: str, recipient: str, subject: str, message_id: str,
                     message: bytes, now: datetime) -> bool:
@@ -154,21 +177,20 @@ class Outbox:
         """Take up to ``limit`` due messages, oldest first. Each is claimed by a
         compare-and-set, so a row another sender took in between is skipped."""
         with self.engine.begin() as connection:
-            candidates = connection.execute(select(OUTBOX.c.id).where(
-                OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now,
-            ).order_by(OUTBOX.c.id).limit(limit)).scalars().all()
+            candidates = connection.execute(_DUE, {"now": now, "limit": limit}).scalars().all()
             if not candidates:
                 return []
             # One statement claims the lot (a statement per row cost more than sending the
             # message): the status guard is the compare-and-set, row by row, so a row
             # another sender took in between is skipped.
-            rows = connection.execute(update(OUTBOX).where(
-                OUTBOX.c.id.in_(candidates), OUTBOX.c.status == "pending",
-            ).values(status="sending", lease_until=now + lease, attempts=OUTBOX.c.attempts + 1).returning(
-                OUTBOX.c.id, OUTBOX.c.key, OUTBOX.c.recipient, OUTBOX.c.message_id, OUTBOX.c.message,
-                OUTBOX.c.attempts, OUTBOX.c.created_at)).all()
+            rows = connection.execute(_CLAIM, {"ids": candidates, "lease_until": now + lease}).all()
+            if not rows:
+                return []
+            # The bodies of the rows claimed, in the same transaction (an UPDATE … RETURNING
+            # cannot join, and the bodies are never updated).
+            bodies = dict(connection.execute(_CLAIMED_BODIES, {"ids": [row.id for row in rows]}).all())
         return [ClaimedMessage(id=row.id, key=row.key, recipient=row.recipient, message_id=row.message_id,
-                               message=bytes(row.message), attempts=row.attempts, created_at=row.created_at)
+                               message=bytes(bodies[row.id]), attempts=row.attempts, created_at=row.created_at)
                 for row in sorted(rows, key=lambda row: row.id)]
 
     def mark_sent(self, outbox_id: int, now: datetime, duration: float, *, code: int | None = 250,
@@ -176,13 +198,23 @@ class Outbox:
         """The server accepted the message. Return False when the row was no longer
         ours (its lease ran out and it was recovered); the attempt is recorded anyway."""
         with self.engine.begin() as connection:
-            # Statements built once (see _SENT): building them cost about as much as running them.
-            moved = connection.execute(_SENT, {"outbox_id": outbox_id, "now": now}).rowcount == 1
-            if not moved:
-                log.warning("outbox: message %d was no longer held by this sender (its lease ran out); "
-                            "its state is left to the sender that holds it now", outbox_id)
-            connection.execute(_RECORD, {"outbox_id": outbox_id, "attempted_at": now, "outcome": "sent",
-                                         "code": code, "detail": detail, "duration_seconds": duration})
+            if self.engine.dialect.name == "sqlite":
+                # In SQLAlchemy's transaction (it commits, or rolls back on an error).
+                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    at = sqlite_time(now)
+                    moved: bool = cursor.execute(_SQLITE_SENT, (at, outbox_id)).rowcount == 1
+                    cursor.execute(_SQLITE_RECORD, (outbox_id, at, code, detail, duration))
+                finally:
+                    cursor.close()
+            else:
+                # Statements built once (see _SENT): building them cost about as much as running them.
+                moved = connection.execute(_SENT, {"outbox_id": outbox_id, "now": now}).rowcount == 1
+                connection.execute(_RECORD, {"outbox_id": outbox_id, "attempted_at": now, "outcome": "sent",
+                                             "code": code, "detail": detail, "duration_seconds": duration})
+        if not moved:
+            log.warning("outbox: message %d was no longer held by this sender (its lease ran out); "
+                        "its state is left to the sender that holds it now", outbox_id)
         return moved
 
     def mark_transient(self, outbox_id: int, now: datetime, error: str, code: int | None, retry: RetryPolicy,
@@ -231,6 +263,8 @@ class Outbox:
             outbox_id=outbox_id, attempted_at=now, outcome=outcome, code=code, detail=detail,
             duration_seconds=duration))
 
+    # ------------------------------------------------------------------ retention
+
     # ------------------------------------------------------------------ reading
 
     def stats(self, now: datetime) -> OutboxStats:
@@ -251,7 +285,7 @@ class Outbox:
     def message(self, outbox_id: int) -> bytes | None:
         """The stored RFC 5322 message, exactly as it is (or was) sent."""
         with self.engine.connect() as connection:
-            value = connection.execute(select(OUTBOX.c.message).where(OUTBOX.c.id == outbox_id)).scalar()
+            value = connection.execute(select(BODIES.c.message).where(BODIES.c.outbox_id == outbox_id)).scalar()
         return bytes(value) if value is not None else None
 
     def list(self, status: str | None = None, limit: int = 100) -> builtins.list[OutboxEntry]:

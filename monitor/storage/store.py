@@ -29,10 +29,12 @@ from monitor.storage.models import (
     CollectionRunRow,
     DeliveryRow,
     ObservationRow,
+    OutboxBodyRow,
     OutboxRow,
     RejectionRow,
     SourceHealthRow,
     WatermarkRow,
+    sqlite_time,
 )
 from monitor.timeutil import Period
 
@@ -49,6 +51,7 @@ RUNS: Table = CollectionRunRow.__table__  # type: ignore[assignment]
 TRANSITIONS: Table = AlertTransitionRow.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
+BODIES: Table = OutboxBodyRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,8 +337,7 @@ class Store:
         """Sent messages (with their delivery attempts); pending, sending and failed ones stay.
         Their keys are built from the moment they were composed, so none is enqueued again."""
         return self._delete_batches(OUTBOX, and_(OUTBOX.c.status == "sent", OUTBOX.c.sent_at < before), batch,
-                                    also=lambda connection, ids: connection.execute(
-                                        delete(DELIVERIES).where(DELIVERIES.c.outbox_id.in_(ids))))
+                                    also=_delete_outbox_dependents)
 
     def _delete_batches(self, table: Table, condition: ColumnElement[bool], batch: int,
                         also: Callable[[Connection, list[int]], object] | None = None) -> int:
@@ -352,6 +354,13 @@ class Store:
                     also(connection, ids)
                 connection.execute(delete(table).where(table.c.id.in_(ids)))
             removed += len(ids)
+
+
+def _delete_outbox_dependents(connection: Connection, ids: list[int]) -> None:
+    """A message's body and delivery attempts, deleted with it (explicitly: SQLite does
+    not enforce the foreign keys' cascade here)."""
+    connection.execute(delete(BODIES).where(BODIES.c.outbox_id.in_(ids)))
+    connection.execute(delete(DELIVERIES).where(DELIVERIES.c.outbox_id.in_(ids)))
 
 
 OBSERVATION_COLUMNS = ("measure", "unit", "period_start", "period_end", "source", "value", "collected_at", "raw_ref")
@@ -371,28 +380,18 @@ _PG_MERGE = (f"INSERT INTO observations ({', '.join(OBSERVATION_COLUMNS)}) "
              f"ON CONFLICT ({_KEY}) DO UPDATE SET {_REPLACED}")
 
 
-def _sqlite_time(moment: datetime) -> str:
-    """What ``UTCDateTime`` stores on SQLite: naive UTC text with microseconds (the
-    queries compare these strings, so the format must be exactly SQLAlchemy's)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime given to the database: {moment!r}")
-    utc = moment.astimezone(UTC)
-    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d}:"
-            f"{utc.second:02d}.{utc.microsecond:06d}")
-
-
 def _executemany_upsert(connection: Connection, observations: Sequence[Observation], source: str,
                         collected_at: datetime) -> None:
     """SQLite: the driver's executemany of the upsert, in the caller's transaction. Rows
     of one batch share few periods, so each period's text is formatted once; a key given
     twice ends with the later value, as row-by-row upserts do."""
-    at = _sqlite_time(collected_at)
+    at = sqlite_time(collected_at)
     periods: dict[Period, tuple[str, str]] = {}
     rows = []
     for o in observations:
         bounds = periods.get(o.period)
         if bounds is None:
-            bounds = periods[o.period] = (_sqlite_time(o.period.start), _sqlite_time(o.period.end))
+            bounds = periods[o.period] = (sqlite_time(o.period.start), sqlite_time(o.period.end))
         rows.append((o.measure, o.unit, bounds[0], bounds[1], source, float(o.value), at, o.raw_ref))
     # exec_driver_sql hands the tuples to the driver's executemany untouched, and still goes
     # through SQLAlchemy's execution: database.echo logs each batch (tests/crash aims by it).

@@ -6,14 +6,15 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from monitor.alerts.outbox import IN_DOUBT_DETAIL, OUTBOX, Outbox, backoff
+from monitor.alerts.outbox import BODIES, DELIVERIES, IN_DOUBT_DETAIL, OUTBOX, Outbox, backoff
 from monitor.config import RetryPolicy
 from monitor.storage import create_engine_for, upgrade_database
+from monitor.storage.store import Store
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -65,6 +66,7 @@ def test_enqueue_belongs_to_the_callers_transaction(outbox: Outbox, engine: Engi
         raise Abort
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(OUTBOX)).scalar() == 0
+        assert connection.execute(select(func.count()).select_from(BODIES)).scalar() == 0
     with engine.begin() as connection:
         assert outbox.enqueue(connection, key="k1", kind="digest", recipient="a@b.vn", subject="s",
                               message_id="<k1@x>", message=b"m", now=NOW)
@@ -216,3 +218,63 @@ def test_stats_count_statuses_and_age_the_oldest_unsent(outbox: Outbox) -> None:
     assert stats.oldest_age_seconds == 30 * 60  # c, still sending
     outbox.mark_sent(c.id, NOW, 0.1)
     assert outbox.stats(NOW).oldest_age_seconds == 10 * 60  # d, pending
+
+
+def test_the_body_is_stored_once_and_never_replaced(outbox: Outbox, engine: Engine) -> None:
+    body = "Tỷ lệ hồ sơ\r\n".encode() * 2000  # ~40 KB, as large as a big digest
+    assert outbox.enqueue_now(key="k", kind="digest", recipient="a@b.vn", subject="s", message_id="<k@x>",
+                              message=body, now=NOW)
+    assert not outbox.enqueue_now(key="k", kind="digest", recipient="a@b.vn", subject="s", message_id="<k2@x>",
+                                  message=b"another", now=NOW)  # same key: ignored, body and all
+    (claimed,) = outbox.claim_due(NOW, limit=10, lease=LEASE)
+    assert claimed.message == body and claimed.message_id == "<k@x>"
+    outbox.mark_transient(claimed.id, NOW, "421 busy", 421, RETRY, 0.1)
+    (again,) = outbox.claim_due(NOW + timedelta(hours=1), limit=10, lease=LEASE)
+    assert (again.id, again.message, again.message_id, again.attempts) == (claimed.id, body, "<k@x>", 2)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(BODIES)).scalar() == 1
+
+
+def test_pruning_removes_old_sent_messages_with_their_bodies_and_attempts(outbox: Outbox, engine: Engine) -> None:
+    old, recent = NOW - timedelta(days=100), NOW - timedelta(days=5)
+    ids = {}
+    for key in ("sent-old-1", "sent-old-2", "sent-old-3", "sent-recent", "pending-old", "failed-old"):
+        enqueue(outbox, key, now=old)
+    for message in outbox.claim_due(old, limit=10, lease=LEASE):
+        ids[message.key] = message.id
+        if message.key.startswith("sent"):
+            outbox.mark_sent(message.id, recent if message.key == "sent-recent" else old, 0.1)
+        elif message.key.startswith("failed"):
+            outbox.mark_permanent(message.id, old, "550 no such user", 550, 0.1)
+        else:
+            outbox.mark_transient(message.id, old, "421 busy", 421, RETRY, 0.1)
+
+    assert Store(outbox.engine).prune_outbox(NOW - timedelta(days=90), batch=2) == 3  # two batches
+
+    kept = {"sent-recent", "pending-old", "failed-old"}
+    with engine.connect() as connection:
+        assert set(connection.execute(select(OUTBOX.c.key)).scalars()) == kept
+        assert set(connection.execute(select(BODIES.c.outbox_id)).scalars()) == {ids[key] for key in kept}
+        assert set(connection.execute(select(DELIVERIES.c.outbox_id)).scalars()) == {ids[key] for key in kept}
+    for key in kept:
+        assert outbox.message(ids[key]) == f"Message {key}\r\n".encode()
+    assert outbox.message(ids["sent-old-1"]) is None
+    assert Store(outbox.engine).prune_outbox(NOW - timedelta(days=90), batch=2) == 0
+
+
+def test_mark_sent_stores_the_moment_as_every_other_write_does(outbox: Outbox) -> None:
+    # mark_sent writes through the driver on SQLite: the moment must come back, and compare,
+    # exactly as the moments SQLAlchemy writes (aware UTC, microseconds kept).
+    hanoi = timezone(timedelta(hours=7))
+    enqueue(outbox, "a")
+    (message,) = outbox.claim_due(NOW, limit=1, lease=LEASE)
+    at = datetime(2026, 11, 23, 9, 0, 5, 123456, tzinfo=hanoi)  # 02:00:05.123456 UTC
+    assert outbox.mark_sent(message.id, at, 0.25, detail="accepted, except for x@y: 550 no")
+    entry = outbox.get(message.id)
+    assert entry is not None and (entry.status, entry.sent_at, entry.lease_until) == ("sent", at, None)
+    assert entry.sent_at.utcoffset() == timedelta(0)
+    (record,) = outbox.deliveries(message.id)
+    assert (record.outcome, record.attempted_at, record.code, record.detail, record.duration_seconds) == (
+        "sent", at, 250, "accepted, except for x@y: 550 no", 0.25)
+    assert Store(outbox.engine).prune_outbox(at, batch=10) == 0  # sent_at < at is false: compared as moments
+    assert Store(outbox.engine).prune_outbox(at + timedelta(microseconds=1), batch=10) == 1
