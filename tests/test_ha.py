@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select, text
 
 from monitor.alerts.delivery import Deliverer
@@ -241,9 +241,27 @@ def _role(port: str) -> str | None:
         return None
 
 
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
 def _sample(text_: str, name: str, **labels: str) -> float | None:
-    return next((s.value for f in text_string_to_metric_families(text_) for s in f.samples
-                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())), None)
+    """The first sample of ``name`` with ``labels``, found line by line: parsing the whole
+    exposition (a few MB) would take longer than the test may wait between the held send
+    and the kill."""
+    for line in text_.splitlines():
+        if not line.startswith(name):
+            continue
+        rest = line[len(name):]
+        if rest.startswith("{"):
+            label_text, _, value = rest[1:].rpartition("} ")
+        elif rest.startswith(" "):
+            label_text, value = "", rest[1:]
+        else:
+            continue  # a longer name with this prefix
+        found = dict(_LABEL.findall(label_text))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(value.split()[0])
+    return None
 
 
 async def _until(condition: Any, seconds: float, what: str) -> Any:
@@ -278,7 +296,9 @@ async def test_killing_the_leader_the_follower_takes_over_collects_and_no_mail_i
                                             time.monotonic() + 60)
             urls[match.group(1)] = match.group(2)
         settings = alert_settings(smtp, tick="2s", retry={"initial": "1s", "max": "2s"})
-        settings["smtp"]["timeout"] = "1s"  # the delivery lease: 10 × 1 s + 10 s
+        # The held send must still be open when the leader is killed (a few tenths of a second
+        # later); the delivery lease, 10 × timeout + 10 s, is what the test waits out after it.
+        settings["smtp"]["timeout"] = "2s"
         # A short history (quick to collect) on a short schedule (collection visibly goes on).
         fast = {"schedule": {"interval": "3s"}, "backfill_from": "2026-09-01"}
         config = write_config(tmp_path, province, urls, database_url=postgres_url, extra={
