@@ -13,6 +13,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence, Set
 from datetime import date, timedelta, tzinfo
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
@@ -203,6 +204,7 @@ class StatisticsOptions(BaseModel):
     page_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = None
 
 
+@lru_cache(maxsize=1024)  # a page's records share a few periods; working each out is the costly part
 def period_of(first: date, last: date, tz: tzinfo) -> Period | None:
     """The local day or month ``first``..``last`` (inclusive) covers, or None if neither."""
     if first == last:
