@@ -174,7 +174,7 @@ async def test_an_internal_error_answers_500_json_and_is_logged(tmp_path: Path, 
         raise RuntimeError(detail)
 
     async with simulated_service(tmp_path, province) as (service, _, _):
-        monkeypatch.setattr(service.exposition, "render", broken)
+        monkeypatch.setattr(service.exposition, "chunks", broken)
         server = HttpServer(service, "127.0.0.1", 0)
         await server.start()
         try:
