@@ -31,7 +31,7 @@ from collectors.mailboxes import (
     refuse_short_snapshot,
     snapshot_observations,
 )
-from collectors.records import validate_records
+from collectors.records import checker, validate_records
 from monitor.timeutil import Period
 
 PATH = "/service/admin/accounts"
@@ -57,7 +57,7 @@ class EmailDirectoryCollector(Collector):
         now = self.clock.now()
         result = CollectionResult()
         items = await self.http.get_offset_pages(
-            PATH, records_key="accounts", limit=self.options.page_size)
+            PATH, records_key="accounts", limit=self.options.page_size, convert=checker(self.account_model))
         accounts = validate_records(
             self.source_id, self.account_model, items, result, what="account")
         snapshot = Period.containing(now, "day", self.tz)

@@ -39,6 +39,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Params = Mapping[str, str | int]
+# Applied to each record of a page as the page arrives (e.g. validating it into a model):
+# the work overlaps with waiting for the other pages instead of following the last one.
+# It must not raise for a bad record; it returns what the caller will judge later.
+Convert = Callable[[Any], Any]
 Sleep = Callable[[float], Awaitable[None]]
 
 EXCERPT_CHARS = 200
@@ -289,12 +293,14 @@ class SourceHttp:
         records_key: str = "data",
         page_size: int = 500,
         concurrency: int | None = None,
+        convert: Convert | None = None,
     ) -> list[tuple[str, Any]]:
         """Every record of a ``page``/``total_pages`` list, as ``(raw_ref, record)`` in page order.
 
         Page 1 says how many pages there are; the others are fetched at most
         ``concurrency`` (default: the source's) at a time. ``raw_ref`` is the request plus ``#i``, the
-        record's index in that page's ``records_key`` array.
+        record's index in that page's ``records_key`` array. ``convert``, if given, is
+        applied to each record as its page arrives (see :data:`Convert`).
         """
         concurrency = self.concurrency if concurrency is None else concurrency
         if page_size < 1 or concurrency < 1:
@@ -304,7 +310,7 @@ class SourceHttp:
         def query(page: int) -> dict[str, str | int]:
             return {**(params or {}), "page": page, "page_size": page_size}
 
-        first_ref, first = await self._page(path, query(1), records_key)
+        first_ref, first = await self._page(path, query(1), records_key, convert)
         total_pages = first.get("total_pages")
         if type(total_pages) is not int or total_pages < 0:
             raise MalformedPayload(
@@ -318,7 +324,7 @@ class SourceHttp:
 
         async def bounded(page: int) -> tuple[str, dict[str, Any]]:
             async with gate:
-                return await self._page(path, query(page), records_key)
+                return await self._page(path, query(page), records_key, convert)
 
         rest = await _gather_or_cancel([bounded(page) for page in range(2, total_pages + 1)])
         return [
@@ -328,10 +334,10 @@ class SourceHttp:
         ]
 
     async def _page(
-        self, path: str, params: Params, records_key: str
+        self, path: str, params: Params, records_key: str, convert: Convert | None = None,
     ) -> tuple[str, dict[str, Any]]:
         ref = describe_request(path, params)
-        document = self._records_document(ref, await self._get_json(path, params, ref), records_key)
+        document = self._records_document(ref, await self._get_json(path, params, ref), records_key, convert)
         if "total_pages" not in document:
             raise MalformedPayload(self.source_id, f"{ref}: 'total_pages' missing (schema drift?)")
         return ref, document
@@ -344,6 +350,7 @@ class SourceHttp:
         records_key: str = "accounts",
         limit: int = 500,
         concurrency: int | None = None,
+        convert: Convert | None = None,
     ) -> list[tuple[str, Any]]:
         """Every record of an ``offset``/``limit``/``more`` list.
 
@@ -360,7 +367,7 @@ class SourceHttp:
         if limit < 1:
             raise ValueError(f"limit must be positive, got: {limit}")
         concurrency = self.concurrency if concurrency is None else concurrency
-        first = await self._offset_page(path, params, 0, limit, records_key)
+        first = await self._offset_page(path, params, 0, limit, records_key, convert)
         pages = [first]
         step, total = len(first.records), first.total
         if first.more and step and total is not None and total > step:
@@ -370,7 +377,7 @@ class SourceHttp:
 
                 async def bounded(offset: int) -> _OffsetPage:
                     async with gate:
-                        return await self._offset_page(path, params, offset, limit, records_key)
+                        return await self._offset_page(path, params, offset, limit, records_key, convert)
 
                 rest = await _gather_or_cancel([bounded(offset) for offset in offsets])
                 if _pages_fit(rest, step):
@@ -384,16 +391,17 @@ class SourceHttp:
             if len(pages) == self.max_pages:
                 raise MalformedPayload(
                     self.source_id, f"GET {path}: still 'more' after {self.max_pages} pages (raise limit)")
-            pages.append(await self._offset_page(path, params, offset, limit, records_key))
+            pages.append(await self._offset_page(path, params, offset, limit, records_key, convert))
             offset += len(pages[-1].records)
         return _offset_records(pages)
 
     async def _offset_page(
-        self, path: str, params: Params | None, offset: int, limit: int, records_key: str
+        self, path: str, params: Params | None, offset: int, limit: int, records_key: str,
+        convert: Convert | None = None,
     ) -> _OffsetPage:
         query = {**(params or {}), "offset": offset, "limit": limit}
         ref = describe_request(path, query)
-        document = self._records_document(ref, await self._get_json(path, query, ref), records_key)
+        document = self._records_document(ref, await self._get_json(path, query, ref), records_key, convert)
         more, total = document.get("more"), document.get("total")
         if not isinstance(more, bool):
             raise MalformedPayload(
@@ -401,12 +409,16 @@ class SourceHttp:
         known_total = total if type(total) is int and total >= 0 else None
         return _OffsetPage(ref, document[records_key], more, known_total)
 
-    def _records_document(self, ref: str, document: Any, records_key: str) -> dict[str, Any]:
-        """``document`` if it is an object holding a ``records_key`` list (a page of records)."""
+    def _records_document(self, ref: str, document: Any, records_key: str,
+                          convert: Convert | None) -> dict[str, Any]:
+        """``document`` if it is an object holding a ``records_key`` list (a page of records),
+        with ``convert`` applied to each record."""
         if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
             raise MalformedPayload(
                 self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
                 f"{_shape(document, records_key)}")
+        if convert is not None:
+            document[records_key] = [convert(record) for record in document[records_key]]
         return document
 
     # ------------------------------------------------------------------ raw documents

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence, Set
 from datetime import date, timedelta, tzinfo
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
@@ -86,6 +86,24 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:60] + "…"
 
 
+class Checked(NamedTuple):
+    """A record validated as its page arrived: the model, or why it did not fit."""
+
+    record: BaseModel | None
+    error: ValidationError | None
+
+
+def checker(model: type[BaseModel]) -> Callable[[Any], Checked]:
+    """A ``convert`` for :meth:`SourceHttp.get_pages`: validates each record into ``model``
+    while the other pages are still on their way; :func:`validate_records` judges the result."""
+    def check(raw: Any) -> Checked:
+        try:
+            return Checked(model.model_validate(raw), None)
+        except ValidationError as exc:
+            return Checked(None, exc)
+    return check
+
+
 def validate_records(
     source: str,
     model: type[W],
@@ -94,17 +112,25 @@ def validate_records(
     *,
     what: str = "record",
 ) -> list[tuple[int, str, W]]:
-    """``(index, raw_ref, record)`` for the items that fit ``model``.
+    """``(index, raw_ref, record)`` for the items that fit ``model`` (raw, or already
+    :class:`Checked` by ``checker(model)`` as their page arrived).
 
     The others become ``Rejection("schema")`` in ``result``.
     """
     valid: list[tuple[int, str, W]] = []
     first_problem = ""
     for index, (ref, raw) in enumerate(items):
-        try:
-            valid.append((index, ref, model.model_validate(raw)))
-        except ValidationError as exc:
-            problem = f"{what} {index}: {describe_errors(exc)}"
+        if isinstance(raw, Checked):
+            record, error = raw
+        else:
+            try:
+                record, error = model.model_validate(raw), None
+            except ValidationError as exc:
+                record, error = None, exc
+        if error is None:
+            valid.append((index, ref, record))  # type: ignore[arg-type]  # fits model: checked above
+        else:
+            problem = f"{what} {index}: {describe_errors(error)}"
             first_problem = first_problem or problem
             result.rejections.append(Rejection("schema", problem, raw_ref=ref))
     if items and not valid:
@@ -235,7 +261,7 @@ class StatisticsCollector(Collector):
         params = {"from": first.isoformat(), "to": last.isoformat(), "grain": self.settings.grain}
         items = await self.http.get_pages(
             self.path, params, page_size=self.options.page_size,
-            concurrency=self.options.page_concurrency)
+            concurrency=self.options.page_concurrency, convert=checker(self.record_model))
         records = validate_records(self.source_id, self.record_model, items, result)
         wanted, seen = set(periods), set[tuple[str, Period]]()
         for index, ref, record in records:
