@@ -37,14 +37,12 @@ BODIES: Table = OutboxBodyRow.__table__  # type: ignore[assignment]
 DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
 IN_DOUBT_DETAIL = ("the sender stopped while this message was being handed over; "
                    "sending again with the same Message-ID")
+LOST_LEASE = ("outbox: message %d was no longer held by this sender (its lease ran out); "
+              "its state is left to the sender that holds it now")
 DEFAULT_JITTER = 0.1  # up to 10 % added to each backoff, so retries of a batch spread out
-# mark_sent's two statements, built once: it runs once per message sent. The status guard is
-# the compare-and-set of ``_move``.
-_SENT = update(OUTBOX).where(OUTBOX.c.id == bindparam("outbox_id"), OUTBOX.c.status == "sending").values(
-    lease_until=None, status="sent", sent_at=bindparam("now"), last_error=None)
-_RECORD = insert(DELIVERIES)
-# On SQLite the same two statements go straight to the driver: SQLAlchemy's execution
-# layer cost three times the statements themselves, on the path of every message sent.
+# On SQLite mark_sent's two statements (``_move`` to sent and ``_record``, the same guard)
+# go straight to the driver: SQLAlchemy's execution layer cost three times the statements
+# themselves, on the path of every message sent (benchmarks/email.py).
 _SQLITE_SENT = ("UPDATE outbox SET lease_until = NULL, status = 'sent', sent_at = ?, last_error = NULL "
                 "WHERE id = ? AND status = 'sending'")
 _SQLITE_RECORD = ("INSERT INTO deliveries (outbox_id, attempted_at, outcome, code, detail, duration_seconds) "
@@ -198,23 +196,20 @@ class Outbox:
         """The server accepted the message. Return False when the row was no longer
         ours (its lease ran out and it was recovered); the attempt is recorded anyway."""
         with self.engine.begin() as connection:
-            if self.engine.dialect.name == "sqlite":
-                # In SQLAlchemy's transaction (it commits, or rolls back on an error).
-                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    at = sqlite_time(now)
-                    moved: bool = cursor.execute(_SQLITE_SENT, (at, outbox_id)).rowcount == 1
-                    cursor.execute(_SQLITE_RECORD, (outbox_id, at, code, detail, duration))
-                finally:
-                    cursor.close()
-            else:
-                # Statements built once (see _SENT): building them cost about as much as running them.
-                moved = connection.execute(_SENT, {"outbox_id": outbox_id, "now": now}).rowcount == 1
-                connection.execute(_RECORD, {"outbox_id": outbox_id, "attempted_at": now, "outcome": "sent",
-                                             "code": code, "detail": detail, "duration_seconds": duration})
+            if self.engine.dialect.name != "sqlite":
+                applied = self._move(connection, outbox_id, status="sent", sent_at=now, last_error=None)
+                self._record(connection, outbox_id, now, "sent", code, detail, duration)
+                return applied
+            # In SQLAlchemy's transaction (it commits, or rolls back on an error).
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                at = sqlite_time(now)
+                moved: bool = cursor.execute(_SQLITE_SENT, (at, outbox_id)).rowcount == 1
+                cursor.execute(_SQLITE_RECORD, (outbox_id, at, code, detail, duration))
+            finally:
+                cursor.close()
         if not moved:
-            log.warning("outbox: message %d was no longer held by this sender (its lease ran out); "
-                        "its state is left to the sender that holds it now", outbox_id)
+            log.warning(LOST_LEASE, outbox_id)
         return moved
 
     def mark_transient(self, outbox_id: int, now: datetime, error: str, code: int | None, retry: RetryPolicy,
@@ -251,8 +246,7 @@ class Outbox:
         result = connection.execute(update(OUTBOX).where(
             OUTBOX.c.id == outbox_id, OUTBOX.c.status == "sending").values(lease_until=None, **values))
         if result.rowcount != 1:
-            log.warning("outbox: message %d was no longer held by this sender (its lease ran out); "
-                        "its state is left to the sender that holds it now", outbox_id)
+            log.warning(LOST_LEASE, outbox_id)
             return False
         return True
 
@@ -262,8 +256,6 @@ class Outbox:
         connection.execute(insert(DELIVERIES).values(
             outbox_id=outbox_id, attempted_at=now, outcome=outcome, code=code, detail=detail,
             duration_seconds=duration))
-
-    # ------------------------------------------------------------------ retention
 
     # ------------------------------------------------------------------ reading
 
