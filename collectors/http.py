@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -320,13 +320,8 @@ class SourceHttp:
             raise MalformedPayload(
                 self.source_id, f"{first_ref}: 'total_pages' = {total_pages} exceeds the "
                 f"{self.max_pages} pages a collection may read (raise page_size)")
-        gate = asyncio.Semaphore(concurrency)
-
-        async def bounded(page: int) -> tuple[str, dict[str, Any]]:
-            async with gate:
-                return await self._page(path, query(page), records_key, convert)
-
-        rest = await _gather_or_cancel([bounded(page) for page in range(2, total_pages + 1)])
+        rest = await _fetch_all(lambda page: self._page(path, query(page), records_key, convert),
+                                range(2, total_pages + 1), concurrency)
         return [
             (f"{ref}#{index}", record)
             for ref, document in [(first_ref, first), *rest]
@@ -373,13 +368,9 @@ class SourceHttp:
         if first.more and step and total is not None and total > step:
             offsets = range(step, total, step)
             if 1 + len(offsets) <= self.max_pages:
-                gate = asyncio.Semaphore(concurrency)
-
-                async def bounded(offset: int) -> _OffsetPage:
-                    async with gate:
-                        return await self._offset_page(path, params, offset, limit, records_key, convert)
-
-                rest = await _gather_or_cancel([bounded(offset) for offset in offsets])
+                rest = await _fetch_all(
+                    lambda offset: self._offset_page(path, params, offset, limit, records_key, convert),
+                    offsets, concurrency)
                 if _pages_fit(rest, step):
                     return _offset_records([first, *rest])
                 log.info("%s: GET %s: the pages do not fit the announced total %d; "
@@ -491,9 +482,16 @@ def _shape(document: Any, key: str) -> str:
     return f"{key!r} is a {type(document[key]).__name__}"
 
 
-async def _gather_or_cancel(coroutines: list[Awaitable[R]]) -> list[R]:
-    """All results in order; on the first failure the other requests are cancelled."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
+async def _fetch_all(fetch: Callable[[int], Awaitable[R]], keys: Iterable[int], concurrency: int) -> list[R]:
+    """``fetch(key)`` for every key, at most ``concurrency`` at a time, the results in key
+    order; on the first failure the other requests are cancelled."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(key: int) -> R:
+        async with gate:
+            return await fetch(key)
+
+    tasks = [asyncio.ensure_future(bounded(key)) for key in keys]
     try:
         return list(await asyncio.gather(*tasks))
     finally:
