@@ -39,10 +39,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Params = Mapping[str, str | int]
-# Applied to each record of a page as the page arrives (e.g. validating it into a model):
-# the work overlaps with waiting for the other pages instead of following the last one.
-# It must not raise for a bad record; it returns what the caller will judge later.
-Convert = Callable[[Any], Any]
+# Applied to each record of a page as the page arrives, with the record's raw reference
+# (e.g. validating it into a model): the work overlaps with waiting for the other pages
+# instead of following the last one. It must not raise for a bad record; it returns what
+# the caller will judge later, in page order.
+Convert = Callable[[str, Any], Any]
 Sleep = Callable[[float], Awaitable[None]]
 
 EXCERPT_CHARS = 200
@@ -310,8 +311,8 @@ class SourceHttp:
         def query(page: int) -> dict[str, str | int]:
             return {**(params or {}), "page": page, "page_size": page_size}
 
-        first_ref, first = await self._page(path, query(1), records_key, convert)
-        total_pages = first.get("total_pages")
+        first = await self._page(path, query(1), records_key, convert)
+        first_ref, total_pages = first[0], first[1].get("total_pages")
         if type(total_pages) is not int or total_pages < 0:
             raise MalformedPayload(
                 self.source_id, f"{first_ref}: 'total_pages' must be a non-negative integer, "
@@ -322,20 +323,18 @@ class SourceHttp:
                 f"{self.max_pages} pages a collection may read (raise page_size)")
         rest = await _fetch_all(lambda page: self._page(path, query(page), records_key, convert),
                                 range(2, total_pages + 1), concurrency)
-        return [
-            (f"{ref}#{index}", record)
-            for ref, document in [(first_ref, first), *rest]
-            for index, record in enumerate(document[records_key])
-        ]
+        return [item for _, _, items in [first, *rest] for item in items]
 
     async def _page(
         self, path: str, params: Params, records_key: str, convert: Convert | None = None,
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, dict[str, Any], list[tuple[str, Any]]]:
+        """The page's request, document and ``(raw_ref, record)`` items."""
         ref = describe_request(path, params)
-        document = self._records_document(ref, await self._get_json(path, params, ref), records_key, convert)
+        document = await self._get_json(path, params, ref)
+        items = self._records(ref, document, records_key, convert)
         if "total_pages" not in document:
             raise MalformedPayload(self.source_id, f"{ref}: 'total_pages' missing (schema drift?)")
-        return ref, document
+        return ref, document, items
 
     async def get_offset_pages(
         self,
@@ -392,25 +391,29 @@ class SourceHttp:
     ) -> _OffsetPage:
         query = {**(params or {}), "offset": offset, "limit": limit}
         ref = describe_request(path, query)
-        document = self._records_document(ref, await self._get_json(path, query, ref), records_key, convert)
+        document = await self._get_json(path, query, ref)
+        items = self._records(ref, document, records_key, convert)
         more, total = document.get("more"), document.get("total")
         if not isinstance(more, bool):
             raise MalformedPayload(
                 self.source_id, f"{ref}: 'more' must be true or false, got: {more!r}")
         known_total = total if type(total) is int and total >= 0 else None
-        return _OffsetPage(ref, document[records_key], more, known_total)
+        return _OffsetPage(ref, items, more, known_total)
 
-    def _records_document(self, ref: str, document: Any, records_key: str,
-                          convert: Convert | None) -> dict[str, Any]:
-        """``document`` if it is an object holding a ``records_key`` list (a page of records),
-        with ``convert`` applied to each record."""
+    def _records(self, ref: str, document: Any, records_key: str,
+                 convert: Convert | None) -> list[tuple[str, Any]]:
+        """The ``(raw_ref, record)`` items of ``document``, an object holding a ``records_key``
+        list (a page of records), with ``convert`` applied to each record. ``raw_ref`` is the
+        request plus ``#i``, the record's index in the list."""
         if not isinstance(document, dict) or not isinstance(document.get(records_key), list):
             raise MalformedPayload(
                 self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
                 f"{_shape(document, records_key)}")
-        if convert is not None:
-            document[records_key] = [convert(record) for record in document[records_key]]
-        return document
+        refs = [f"{ref}#{index}" for index in range(len(document[records_key]))]
+        if convert is None:
+            return list(zip(refs, document[records_key], strict=True))
+        return [(raw_ref, convert(raw_ref, record))
+                for raw_ref, record in zip(refs, document[records_key], strict=True)]
 
     # ------------------------------------------------------------------ raw documents
 
@@ -455,10 +458,11 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes |
 
 @dataclass(frozen=True)
 class _OffsetPage:
-    """One page of an offset/limit list: its request, records, ``more`` and announced ``total``."""
+    """One page of an offset/limit list: its request, ``(raw_ref, record)`` items, ``more``
+    and announced ``total``."""
 
     ref: str
-    records: list[Any]
+    records: list[tuple[str, Any]]
     more: bool
     total: int | None
 
@@ -471,7 +475,7 @@ def _pages_fit(pages: list[_OffsetPage], step: int) -> bool:
 
 
 def _offset_records(pages: list[_OffsetPage]) -> list[tuple[str, Any]]:
-    return [(f"{page.ref}#{index}", record) for page in pages for index, record in enumerate(page.records)]
+    return [item for page in pages for item in page.records]
 
 
 def _shape(document: Any, key: str) -> str:
