@@ -364,7 +364,17 @@ def test_generalized_time_forms_are_read(text: str, instant: datetime) -> None:
     assert generalized_time(text) == instant
 
 
-@pytest.mark.parametrize("text", ["2026-11-20T01:30:00Z", "20261120013000", "20261320013000Z", ""])
+def test_zimbra_form_is_read_as_strptime_reads_it() -> None:
+    """Zimbra's own 15-character form takes a fast path; strptime is the independent oracle."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        instant = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(40 * 365 * 86400))
+        text = instant.strftime("%Y%m%d%H%M%SZ")
+        assert generalized_time(text) == datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2026-11-20T01:30:00Z", "20261120013000", "20261320013000Z", "",
+                                  "20260230013000Z", "20261120243000Z", "20261120016000Z"])
 def test_other_timestamps_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="expected LDAP generalized time"):
         generalized_time(text)
