@@ -63,6 +63,14 @@ class RunSummary:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+def _value_problem(obs: Observation) -> tuple[str, str] | None:
+    if not math.isfinite(obs.value):
+        return "not_a_number", f"{obs.measure} is {obs.value!r}"
+    if obs.value < 0:
+        return "negative", f"{obs.measure} is negative: {obs.value:g}"
+    return None
+
+
 class CollectionRunner:
     def __init__(self, config: Config, store: Store, catalog: Catalog, units: UnitTree,
                  metrics: ServiceMetrics, clock: Clock,
@@ -223,19 +231,26 @@ class CollectionRunner:
         part never larger than its whole (then the unit's whole period is refused)."""
         rejections = list(result.rejections)
         kept: list[Observation] = []
-        # A collection brings many observations per (unit, period): the dates of a period and
-        # whether a unit existed in it are worked out once, not for every measure.
-        existed: dict[tuple[str, Period], tuple[str, str] | None] = {}
+        measures = self.catalog.measures
+        # A collection brings many observations per (unit, period): whether the unit is known
+        # and existed then, and whether the period was asked for, are worked out once per pair.
+        pair_problems: dict[tuple[str, Period], tuple[str, str] | None] = {}
+        by_key: dict[tuple[str, Period], dict[str, Observation]] = defaultdict(dict)
         for obs in result.observations:
-            problem = self._problem(obs, periods, existed)
+            key = (obs.unit, obs.period)
+            if obs.measure not in measures:
+                problem: tuple[str, str] | None = (
+                    "unknown_measure", f"measure {obs.measure!r} is not in the KPI catalog")
+            else:
+                if key not in pair_problems:
+                    pair_problems[key] = self._pair_problem(obs.unit, obs.period, periods)
+                problem = pair_problems[key] or _value_problem(obs)
             if problem is None:
                 kept.append(obs)
+                by_key[key][obs.measure] = obs
             else:
                 reason, detail = problem
                 rejections.append(Rejection(reason, detail, obs.unit, obs.measure, obs.period, obs.raw_ref))
-        by_key: dict[tuple[str, Period], dict[str, Observation]] = defaultdict(dict)
-        for obs in kept:
-            by_key[(obs.unit, obs.period)][obs.measure] = obs
         refused: set[tuple[str, Period]] = set()
         pairs = self.catalog.ratio_pairs()
         for key, group in by_key.items():
@@ -251,24 +266,13 @@ class CollectionRunner:
             kept = [o for o in kept if (o.unit, o.period) not in refused]
         return kept, rejections
 
-    def _problem(self, obs: Observation, periods: set[Period] | None,
-                 existed: dict[tuple[str, Period], tuple[str, str] | None]) -> tuple[str, str] | None:
-        if obs.measure not in self.catalog.measures:
-            return "unknown_measure", f"measure {obs.measure!r} is not in the KPI catalog"
-        if obs.unit not in self.units:
-            return "unknown_unit", f"unit code {obs.unit!r} is not in the unit registry"
-        if periods is not None and obs.period not in periods:
-            return "unexpected_period", f"period {obs.period.label(self.tz)} was not requested"
-        key = (obs.unit, obs.period)
-        if key not in existed:
-            existed[key] = self._not_valid(obs.unit, obs.period)
-        if existed[key] is not None:
-            return existed[key]
-        if not math.isfinite(obs.value):
-            return "not_a_number", f"{obs.measure} is {obs.value!r}"
-        if obs.value < 0:
-            return "negative", f"{obs.measure} is negative: {obs.value:g}"
-        return None
+    def _pair_problem(self, unit: str, period: Period, periods: set[Period] | None) -> tuple[str, str] | None:
+        """Why no measure of ``unit`` over ``period`` may be stored, or None."""
+        if unit not in self.units:
+            return "unknown_unit", f"unit code {unit!r} is not in the unit registry"
+        if periods is not None and period not in periods:
+            return "unexpected_period", f"period {period.label(self.tz)} was not requested"
+        return self._not_valid(unit, period)
 
     def _not_valid(self, unit: str, period: Period) -> tuple[str, str] | None:
         """Why ``unit`` cannot have data for ``period`` (it did not exist then), or None."""
