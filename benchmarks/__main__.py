@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from benchmarks.common import Result
+from monitor.gctuning import tune_gc
 
 # Each suite is a module with ``run(quick: bool) -> Iterable[Result]``, imported only
 # when it runs, so one suite's heavy imports do not slow the others.
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller scale, one repeat (under two minutes)")
     parser.add_argument("--only", choices=list(SUITES), action="append", help="run only these suites")
     args = parser.parse_args(argv)
+    tune_gc()  # as ``egovmon`` does when it starts: the figures are the service's
     for name in args.only or list(SUITES):
         started = time.perf_counter()
         print(f"benchmarks: {name} …", file=sys.stderr, flush=True)

@@ -25,6 +25,7 @@ from monitor.cli_rules import rules_app
 from monitor.config import DEFAULT_LISTEN
 from monitor.dry_run import dry_run_lines
 from monitor.errors import ConfigError
+from monitor.gctuning import tune_gc
 
 app = typer.Typer(help="egov-kpi-monitor: e-government KPIs per unit, against official targets.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -266,4 +267,5 @@ def db_upgrade() -> None:
 
 
 def main() -> None:
+    tune_gc()
     app()
