@@ -248,6 +248,7 @@ def period_of(first: date, last: date, tz: tzinfo) -> Period | None:
 
 @lru_cache(maxsize=1024)  # as period_of: a label costs a time-zone conversion and a strftime
 def label_of(period: Period, tz: tzinfo) -> str:
+    """``period.label(tz)``, remembered."""
     return period.label(tz)
 
 
@@ -297,7 +298,7 @@ class StatisticsCollector(Collector):
         # Pages arrive in any order; a repeated unit and period is judged in page order, here.
         seen = set[tuple[str, Period]]()
         for index, ref, record in records:
-            verdict = items[index][1].derived
+            verdict = items[index][1].derived  # items[index] is (raw_ref, Checked) of this record
             key = record.key()
             if isinstance(verdict, _Accepted) and (key.unit, verdict.period) in seen:
                 verdict = _Refused("duplicate", "a second record for the same unit and period; the "
