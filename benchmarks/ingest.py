@@ -121,19 +121,21 @@ def sqlite_figure(batches: Batches, total: int, repeats: int, scale_text: str) -
 
 
 def postgres_figure(batches: Batches, total: int, repeats: int, scale_text: str) -> Result | None:
-    from benchmarks._postgres import postgres_url
+    # The tests' throw-away server (fsync off, as for both sides here): the ratio compares the
+    # code paths, not the disk.
+    from tests.support.components import PostgresServer
 
     try:
-        server = postgres_url("ingest")
-        url = server.__enter__()
+        server = PostgresServer().start()
     except RuntimeError as exc:
-        print(f"benchmarks: ingest_postgresql skipped: {exc}", file=sys.stderr)
+        print(f"benchmarks: ingest_postgresql skipped: {exc} (./scripts/bootstrap --test-deps)", file=sys.stderr)
         return None
     try:
         import psycopg
 
         from monitor.storage.db import create_engine_for, upgrade_database
 
+        url = server.create_database("ingest")
         engine = create_engine_for(url)
         upgrade_database(engine)
         engine.dispose()
@@ -158,7 +160,7 @@ def postgres_figure(batches: Batches, total: int, repeats: int, scale_text: str)
         _check_count(url, total)
         copy_seconds = timed_fastest(empty, copy, repeats)
     finally:
-        server.__exit__(None, None, None)
+        server.stop()
     return Result("ingest_postgresql", total / store_seconds, "observations/s",
                   "psycopg 3 binary COPY FROM STDIN into the same table", total / copy_seconds, scale_text, GOAL)
 

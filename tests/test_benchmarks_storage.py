@@ -20,6 +20,7 @@ from monitor.storage.store import StoredObservation
 from monitor.timeutil import Period
 from monitor.units import Level
 from monitor.windows import Window
+from tests.support.components import require_postgres
 
 TINY = Scale(provinces=2, units_per_province=30, months=18)
 AS_OF = evaluation.AS_OF
@@ -127,6 +128,15 @@ def test_the_ingest_core_stores_exactly_the_rows_given() -> None:
     assert total == 21 * len(load_catalog().measures)
     result = ingest.sqlite_figure(batches, total, 1, "tiny")  # raises if a row went missing
     assert result.name == "ingest_sqlite" and result.value > 0 and result.baseline_value > 0
+
+
+def test_the_postgresql_ingest_stores_exactly_the_rows_given() -> None:
+    require_postgres()  # the figure itself only warns when the server is missing; CI must not
+    batches = ingest.month_batches(Scale(1, 20, 1))
+    total = sum(len(b) for b in batches.values())
+    result = ingest.postgres_figure(batches, total, 1, "tiny")  # raises if a row went missing
+    assert result is not None and result.name == "ingest_postgresql"
+    assert result.value > 0 and result.baseline_value > 0
 
 
 def test_the_evaluation_core_reads_what_the_evaluator_reads(tiny_db: Path) -> None:
