@@ -409,11 +409,8 @@ class SourceHttp:
             raise MalformedPayload(
                 self.source_id, f"{ref}: expected an object with a {records_key!r} list, got: "
                 f"{_shape(document, records_key)}")
-        refs = [f"{ref}#{index}" for index in range(len(document[records_key]))]
-        if convert is None:
-            return list(zip(refs, document[records_key], strict=True))
-        return [(raw_ref, convert(raw_ref, record))
-                for raw_ref, record in zip(refs, document[records_key], strict=True)]
+        items = [(f"{ref}#{index}", record) for index, record in enumerate(document[records_key])]
+        return items if convert is None else [(raw_ref, convert(raw_ref, record)) for raw_ref, record in items]
 
     # ------------------------------------------------------------------ raw documents
 
