@@ -267,15 +267,12 @@ class CollectionRunner:
         return kept, rejections
 
     def _pair_problem(self, unit: str, period: Period, periods: set[Period] | None) -> tuple[str, str] | None:
-        """Why no measure of ``unit`` over ``period`` may be stored, or None."""
+        """Why no measure of ``unit`` over ``period`` may be stored (an unknown unit, a period
+        not asked for, a unit that did not exist then), or None."""
         if unit not in self.units:
             return "unknown_unit", f"unit code {unit!r} is not in the unit registry"
         if periods is not None and period not in periods:
             return "unexpected_period", f"period {period.label(self.tz)} was not requested"
-        return self._not_valid(unit, period)
-
-    def _not_valid(self, unit: str, period: Period) -> tuple[str, str] | None:
-        """Why ``unit`` cannot have data for ``period`` (it did not exist then), or None."""
         first_day, last_day = local_date(period.start, self.tz), local_date(period.end, self.tz)
         versions = self.units.versions_of(unit)
         if not any(u.overlaps(first_day, last_day) for u in versions):
